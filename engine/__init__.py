@@ -1,0 +1,38 @@
+"""Sift's engine: private local document search with no GUI dependency. This is its public API."""
+
+from engine.config import BUNDLED_MODEL, Config
+from engine.engine import Engine
+from engine.errors import (
+    Cancelled,
+    CatalogError,
+    ConfigError,
+    FolderError,
+    ModelError,
+    ParseError,
+    SiftError,
+)
+from engine.paths import Paths, resolve_paths
+from engine.types import FileStatus, Hit, IndexReport, Page, ParsedFile, Problem, Progress, StatusReport
+
+__all__ = [
+    "BUNDLED_MODEL",
+    "Cancelled",
+    "CatalogError",
+    "Config",
+    "ConfigError",
+    "Engine",
+    "FileStatus",
+    "FolderError",
+    "Hit",
+    "IndexReport",
+    "ModelError",
+    "Page",
+    "ParseError",
+    "ParsedFile",
+    "Paths",
+    "Problem",
+    "Progress",
+    "SiftError",
+    "StatusReport",
+    "resolve_paths",
+]

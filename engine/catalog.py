@@ -1,0 +1,357 @@
+"""The SQLite catalog, Sift's source of truth: files, chunks, FTS5, cached vectors, migrations."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import CatalogError
+from engine.types import Chunk, FileStatus
+
+SCHEMA_VERSION = 1
+
+# Each step takes the schema from version i to i + 1; the list index is the starting version.
+_MIGRATIONS: list[str] = [
+    # 0 → 1: the first schema.
+    """
+    CREATE TABLE files (
+        id           INTEGER PRIMARY KEY,
+        path         BLOB NOT NULL UNIQUE,   -- os.fsencode(path): exact even for non-UTF-8 names
+        size         INTEGER NOT NULL,
+        mtime_ns     INTEGER NOT NULL,
+        content_hash TEXT,                   -- blake2b of the bytes; NULL when not read
+        kind         TEXT,
+        status       TEXT NOT NULL,
+        reason       TEXT NOT NULL DEFAULT '',
+        indexed_at   REAL
+    );
+    CREATE INDEX files_hash ON files(content_hash);
+    CREATE INDEX files_status ON files(status);
+
+    -- AUTOINCREMENT: a chunk id is never reused, so a USearch key always means one text.
+    CREATE TABLE chunks (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        file_id     INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        ordinal     INTEGER NOT NULL,
+        page        INTEGER,
+        start       INTEGER NOT NULL,
+        "end"       INTEGER NOT NULL,
+        token_count INTEGER NOT NULL,
+        text_hash   TEXT NOT NULL,
+        text        TEXT NOT NULL
+    );
+    CREATE INDEX chunks_file ON chunks(file_id, ordinal);
+    CREATE INDEX chunks_text_hash ON chunks(text_hash);
+
+    -- The embedding cache and the vectors of every chunk: one row per (model, distinct text).
+    CREATE TABLE embeddings (
+        model_id  TEXT NOT NULL,
+        text_hash TEXT NOT NULL,
+        vector    BLOB NOT NULL,             -- float16, L2-normalized
+        PRIMARY KEY (model_id, text_hash)
+    ) WITHOUT ROWID;
+
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        text, content='chunks', content_rowid='id',
+        tokenize='porter unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+]
+
+
+def _enc(path: str) -> bytes:
+    return os.fsencode(path)
+
+
+def _dec(blob: bytes) -> str:
+    return os.fsdecode(blob)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    kind: str | None
+    status: FileStatus
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    id: int
+    file_id: int
+    path: str
+    ordinal: int
+    page: int | None
+    start: int
+    end: int
+    text: str
+    kind: str | None
+    mtime_ns: int
+
+
+def _file_row(r: sqlite3.Row) -> FileRow:
+    return FileRow(r["id"], _dec(r["path"]), r["size"], r["mtime_ns"], r["content_hash"], r["kind"],
+                   FileStatus(r["status"]), r["reason"])
+
+
+class Catalog:
+    """One SQLite database in WAL mode; one connection per thread, writes in explicit transactions."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._migrate()
+
+    # -- connections and transactions ------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        new = not self.path.exists()
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash never corrupts, commits stay atomic
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA secure_delete=ON")   # deleted text is overwritten, not left in free pages
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(
+                f"The catalog {self.path} cannot be opened ({exc}). Move it aside and run `sift index` "
+                "to build a new one."
+            ) from exc
+        if new:
+            os.chmod(self.path, 0o600)
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All or nothing: a crash inside leaves the catalog as it was before."""
+        conn = self.conn
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _migrate(self) -> None:
+        conn = self.conn
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(
+                f"The catalog {self.path} is damaged ({exc}). Move it aside and run `sift index` to rebuild it."
+            ) from exc
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"The catalog {self.path} was written by a newer Sift (schema {version}; this one knows "
+                f"{SCHEMA_VERSION}). Update Sift, or point SIFT_HOME at another directory."
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction() as c:
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _split_sql(_MIGRATIONS[step]):
+                    c.execute(statement)
+            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- meta ----------------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                     (key, value))
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def files(self) -> dict[str, FileRow]:
+        return {row.path: row for row in map(_file_row, self.conn.execute("SELECT * FROM files"))}
+
+    def file(self, path: str) -> FileRow | None:
+        r = self.conn.execute("SELECT * FROM files WHERE path = ?", (_enc(path),)).fetchone()
+        return _file_row(r) if r else None
+
+    def files_with_hash(self, content_hash: str) -> list[FileRow]:
+        return [_file_row(r) for r in self.conn.execute("SELECT * FROM files WHERE content_hash = ?", (content_hash,))]
+
+    def upsert_file(self, conn: sqlite3.Connection, *, path: str, size: int, mtime_ns: int,
+                    content_hash: str | None, kind: str | None, status: FileStatus, reason: str = "") -> int:
+        row = conn.execute(
+            """INSERT INTO files(path, size, mtime_ns, content_hash, kind, status, reason, indexed_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,
+                   content_hash=excluded.content_hash, kind=excluded.kind, status=excluded.status,
+                   reason=excluded.reason, indexed_at=excluded.indexed_at
+               RETURNING id""",
+            (_enc(path), size, mtime_ns, content_hash, kind, str(status), reason, time.time()),
+        ).fetchone()
+        return row[0]
+
+    def set_file_problem(self, conn: sqlite3.Connection, file_id: int, *, size: int, mtime_ns: int,
+                         status: FileStatus, reason: str) -> None:
+        """Record a failure and keep the file's last good chunks: nothing indexed is lost."""
+        conn.execute("UPDATE files SET status=?, reason=?, size=?, mtime_ns=?, indexed_at=? WHERE id=?",
+                     (str(status), reason, size, mtime_ns, time.time(), file_id))
+
+    def move_file(self, conn: sqlite3.Connection, file_id: int, *, new_path: str, size: int, mtime_ns: int) -> None:
+        conn.execute("UPDATE files SET path=?, size=?, mtime_ns=? WHERE id=?", (_enc(new_path), size, mtime_ns, file_id))
+
+    def touch_file(self, conn: sqlite3.Connection, file_id: int, *, size: int, mtime_ns: int) -> None:
+        conn.execute("UPDATE files SET size=?, mtime_ns=? WHERE id=?", (size, mtime_ns, file_id))
+
+    def delete_files(self, conn: sqlite3.Connection, file_ids: Sequence[int]) -> list[int]:
+        """Delete files with their chunks (FTS rows go by trigger); return the removed chunk ids."""
+        removed: list[int] = []
+        for fid in file_ids:
+            removed += [r[0] for r in conn.execute("DELETE FROM chunks WHERE file_id = ? RETURNING id", (fid,))]
+            conn.execute("DELETE FROM files WHERE id = ?", (fid,))
+        return removed
+
+    # -- chunks and vectors ----------------------------------------------------------------------
+
+    def replace_chunks(self, conn: sqlite3.Connection, file_id: int, chunks: Sequence[Chunk],
+                       text_hashes: Sequence[str]) -> tuple[list[int], list[int]]:
+        """Swap a file's chunks for new ones; return (removed chunk ids, added chunk ids)."""
+        removed = [r[0] for r in conn.execute("DELETE FROM chunks WHERE file_id = ? RETURNING id", (file_id,))]
+        added = []
+        for chunk, text_hash in zip(chunks, text_hashes, strict=True):
+            cur = conn.execute(
+                """INSERT INTO chunks(file_id, ordinal, page, start, "end", token_count, text_hash, text)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                (file_id, chunk.ordinal, chunk.page, chunk.start, chunk.end, chunk.token_count, text_hash, chunk.text),
+            )
+            added.append(cur.lastrowid)
+        return removed, added
+
+    def put_vectors(self, conn: sqlite3.Connection, model_id: str, text_hashes: Sequence[str],
+                    vectors: np.ndarray) -> None:
+        rows = ((model_id, h, v.astype(np.float16).tobytes()) for h, v in zip(text_hashes, vectors, strict=True))
+        conn.executemany("INSERT OR IGNORE INTO embeddings(model_id, text_hash, vector) VALUES (?, ?, ?)", rows)
+
+    def cached_vectors(self, model_id: str, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """Vectors already computed for these texts by this model (float32)."""
+        found: dict[str, np.ndarray] = {}
+        hashes = list(set(text_hashes))
+        for i in range(0, len(hashes), 500):
+            part = hashes[i:i + 500]
+            q = f"SELECT text_hash, vector FROM embeddings WHERE model_id = ? AND text_hash IN ({','.join('?' * len(part))})"
+            for h, blob in self.conn.execute(q, (model_id, *part)):
+                found[h] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+        return found
+
+    def prune_embeddings(self, conn: sqlite3.Connection) -> int:
+        """Forget vectors of texts no chunk holds any more (privacy, and space)."""
+        cur = conn.execute(
+            "DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.text_hash = embeddings.text_hash)"
+        )
+        return cur.rowcount
+
+    def chunks_missing_vectors(self, model_id: str) -> list[tuple[int, str, str]]:
+        """(chunk id, text hash, text) of chunks this model has no vector for."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT c.id, c.text_hash, c.text FROM chunks c WHERE NOT EXISTS "
+            "(SELECT 1 FROM embeddings e WHERE e.model_id = ? AND e.text_hash = c.text_hash)", (model_id,))]
+
+    def chunk_ids(self) -> np.ndarray:
+        return np.fromiter((r[0] for r in self.conn.execute("SELECT id FROM chunks")), dtype=np.uint64)
+
+    def iter_chunk_vectors(self, model_id: str, chunk_ids: Iterable[int] | None = None,
+                           batch: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(chunk ids, float32 vectors) in batches, for building the vector index without embedding."""
+        base = ("SELECT c.id, e.vector FROM chunks c JOIN embeddings e "
+                "ON e.text_hash = c.text_hash AND e.model_id = ?")
+        if chunk_ids is None:
+            cursor = self.conn.execute(base, (model_id,))
+            yield from _batched_vectors(cursor, batch)
+            return
+        ids = list(chunk_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            cursor = self.conn.execute(base + f" WHERE c.id IN ({','.join('?' * len(part))})", (model_id, *part))
+            yield from _batched_vectors(cursor, batch)
+
+    def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        out: dict[int, ChunkRow] = {}
+        for i in range(0, len(ids), 500):
+            part = [int(x) for x in ids[i:i + 500]]
+            q = f"""SELECT c.id, c.file_id, f.path, c.ordinal, c.page, c.start, c."end", c.text, f.kind, f.mtime_ns
+                    FROM chunks c JOIN files f ON f.id = c.file_id WHERE c.id IN ({','.join('?' * len(part))})"""
+            for r in self.conn.execute(q, part):
+                out[r[0]] = ChunkRow(r[0], r[1], _dec(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+        return out
+
+    # -- reports -------------------------------------------------------------------------------
+
+    def counts_by_status(self) -> dict[str, int]:
+        return {s: n for s, n in self.conn.execute("SELECT status, COUNT(*) FROM files GROUP BY status")}
+
+    def chunk_count(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+
+    def problems(self) -> list[FileRow]:
+        ok = (str(FileStatus.INDEXED), str(FileStatus.PENDING))
+        rows = self.conn.execute("SELECT * FROM files WHERE status NOT IN (?, ?) ORDER BY path", ok)
+        return [_file_row(r) for r in rows]
+
+    def check(self) -> str:
+        """SQLite's own integrity check: 'ok' or a description of the damage."""
+        return "; ".join(r[0] for r in self.conn.execute("PRAGMA integrity_check"))
+
+
+def _batched_vectors(cursor: sqlite3.Cursor, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    while rows := cursor.fetchmany(batch):
+        ids = np.array([r[0] for r in rows], dtype=np.uint64)
+        vecs = np.stack([np.frombuffer(r[1], dtype=np.float16) for r in rows]).astype(np.float32)
+        yield ids, vecs
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit the open transaction)."""
+    statements, current = [], []
+    for line in script.splitlines():
+        current.append(line)
+        joined = "\n".join(current).strip()
+        if joined and sqlite3.complete_statement(joined):
+            statements.append(joined)
+            current = []
+    if "\n".join(current).strip():
+        raise CatalogError("internal error: a migration has an unterminated statement")
+    return statements

@@ -1,0 +1,226 @@
+"""The `sift` command line: folders, index, search, status, and a first-run tour."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from engine.engine import Engine
+from engine.errors import Cancelled, SiftError
+from engine.types import Hit, IndexReport, Progress
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+TOUR_QUERIES = (
+    "how do I remove limescale from the coffee machine",
+    "what tyre pressure should a road bike have",
+    "how do birds find their way when migrating",
+)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+class _ProgressLine:
+    """One self-rewriting line on a terminal; a line every few seconds otherwise (logs, CI)."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        if now - self._last < (0.1 if self.tty else 5.0) and p.phase == "indexing":
+            return
+        self._last = now
+        if p.phase == "scanning":
+            text = "Looking for changes …"
+        else:
+            total = max(p.files_total, 1)
+            width = 24
+            filled = int(width * p.files_done / total)
+            bar = "█" * filled + "░" * (width - filled)
+            name = os.path.basename(p.current_file)[:40]
+            text = (f"{bar} {p.files_done}/{p.files_total} files · {p.chunks_embedded} chunks embedded"
+                    f"{f' · {p.files_failed} failed' if p.files_failed else ''} · {p.rate:.1f} files/s  {name}")
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _print_report(report: IndexReport) -> None:
+    parts = [f"{report.added} added", f"{report.updated} updated", f"{report.removed} removed",
+             f"{report.moved} moved", f"{report.unchanged} unchanged"]
+    if report.failed:
+        parts.append(f"{report.failed} could not be indexed (see `sift status`)")
+    print(f"Indexed in {report.elapsed_s:.1f} s: " + ", ".join(parts) + ".")
+    print(f"Chunks embedded: {report.chunks_embedded}; reused from cache: {report.chunks_reused}.")
+
+
+def _print_hits(hits: Sequence[Hit]) -> None:
+    if not hits:
+        print("No results.")
+        return
+    for i, hit in enumerate(hits, 1):
+        where = f" (page {hit.page})" if hit.page is not None else ""
+        print(f"{i:>2}. {hit.path}{where}  [{hit.score:.3f}]")
+        print(f"    {hit.snippet}")
+
+
+def cmd_add_folder(engine: Engine, args) -> int:
+    for folder in args.paths:
+        print(f"Added {engine.add_folder(folder)}. Run `sift index` to index it.")
+    return EXIT_OK
+
+
+def cmd_remove_folder(engine: Engine, args) -> int:
+    for folder in args.paths:
+        n = engine.remove_folder(folder)
+        print(f"Removed {os.path.abspath(folder)}; forgot {n} indexed files.")
+    return EXIT_OK
+
+
+def cmd_folders(engine: Engine, args) -> int:
+    if engine.using_samples:
+        print(f"No folders chosen yet; searching the bundled samples in {engine.roots()[0]}.")
+        print("Add your own with `sift add-folder PATH`.")
+    for folder in engine.config.folders:
+        print(folder)
+    return EXIT_OK
+
+
+def _run_index(engine: Engine, quiet: bool) -> IndexReport:
+    line = None if quiet else _ProgressLine()
+    try:
+        return engine.index(on_progress=line)
+    finally:
+        if line is not None:
+            line.done()
+
+
+def cmd_index(engine: Engine, args) -> int:
+    report = _run_index(engine, args.quiet)
+    _print_report(report)
+    return EXIT_OK
+
+
+def cmd_search(engine: Engine, args) -> int:
+    hits = engine.search(" ".join(args.query), limit=args.limit)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(h) for h in hits], ensure_ascii=False, indent=2))
+    else:
+        _print_hits(hits)
+    return EXIT_OK
+
+
+def cmd_status(engine: Engine, args) -> int:
+    s = engine.status()
+    if args.json:
+        data = dataclasses.asdict(s)
+        data["problems"] = [{"path": p.path, "status": str(p.status), "reason": p.reason} for p in s.problems]
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    if s.using_samples:
+        print("Folders: none chosen yet; searching the bundled sample documents.")
+    else:
+        print("Folders:\n" + "\n".join(f"  {f}" for f in s.folders))
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(s.files_by_status.items())) or "nothing indexed yet"
+    print(f"Files: {counts}")
+    print(f"Chunks: {s.chunks}")
+    print(f"Model: {s.model}")
+    print(f"Vector index: {s.vector_dtype}, {_size(s.index_bytes)}; catalog {_size(s.catalog_bytes)}")
+    if s.problems:
+        print(f"Could not index {len(s.problems)} files:")
+        for p in s.problems:
+            print(f"  {p.status:<11} {p.path}: {p.reason}")
+    return EXIT_OK
+
+
+def cmd_tour(engine: Engine, args) -> int:
+    """First run: index (the samples, until folders are chosen), then show a few searches."""
+    if engine.using_samples:
+        print(f"No folders chosen yet: indexing the bundled sample documents in {engine.roots()[0]}.")
+    print("Loading the embedding model and indexing (the first time takes a minute) …")
+    _print_report(_run_index(engine, quiet=False))
+    queries = TOUR_QUERIES if engine.using_samples else ()
+    for query in queries:
+        print(f"\n$ sift search \"{query}\"")
+        _print_hits(engine.search(query, limit=3))
+    print("\nNext: `sift add-folder ~/Documents`, `sift index`, then `sift search \"your question\"`.")
+    print("      `sift status` shows what is indexed and which files could not be read, and why.")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sift", description="Private, local, semantic search over your own documents.")
+    parser.add_argument("--home", metavar="DIR", help="keep all of Sift's data, settings and caches in DIR (like SIFT_HOME)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("add-folder", help="search a folder (and everything below it)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(func=cmd_add_folder)
+    p = sub.add_parser("remove-folder", help="stop searching a folder and forget what was indexed from it")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(func=cmd_remove_folder)
+    p = sub.add_parser("folders", help="list the folders Sift searches")
+    p.set_defaults(func=cmd_folders)
+    p = sub.add_parser("index", help="index new and changed files, forget deleted ones")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_index)
+    p = sub.add_parser("search", help="search by meaning")
+    p.add_argument("query", nargs="+")
+    p.add_argument("-n", "--limit", type=int, default=10, help="how many documents (default 10)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of hits")
+    p.set_defaults(func=cmd_search)
+    p = sub.add_parser("status", help="what is indexed, with which model, and what could not be")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("tour", help="index (the bundled samples at first) and show example searches")
+    p.set_defaults(func=cmd_tour)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        engine = Engine.open(args.home)
+    except SiftError as exc:
+        print(f"sift: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        return args.func(engine, args)
+    except SiftError as exc:
+        print(f"sift: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except (KeyboardInterrupt, Cancelled):
+        print("\nStopped. Everything indexed so far is kept; `sift index` continues from there.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        engine.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

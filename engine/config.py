@@ -1,0 +1,143 @@
+"""Settings: defaults in one place, a schema version, validation, migration, atomic save."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+VECTOR_DTYPES = ("i8", "f16", "f32", "b1")
+
+# Never indexed unless the user removes them from the list. A pattern without "/" matches any
+# single path component (file or folder name); one with "/" matches the path below the root.
+DEFAULT_EXCLUDES = (
+    # tool and build clutter
+    ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox",
+    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".cache", ".Trash*", "$RECYCLE.BIN",
+    "*.tmp", "*.swp", "~$*", ".~lock.*",
+    # private places: keys, passwords, secrets, browser profiles
+    ".ssh", ".gnupg", ".password-store", ".env", ".env.*", "*.pem", "*.key", "*.p12",
+    "*.pfx", "id_rsa*", "id_ed25519*", "id_ecdsa*", ".netrc", ".pgpass", "*.kdbx",
+    ".mozilla", ".thunderbird", "google-chrome", "chromium", "BraveSoftware",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a user can set. Change it with `dataclasses.replace` and `save_config`."""
+
+    schema_version: int = SCHEMA_VERSION
+    folders: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDES
+    include_hidden: bool = False
+    max_file_mb: int = 100
+    model: str = BUNDLED_MODEL            # "bundled:…", a model folder path, or a hub name
+    device: str = "auto"                  # auto picks CUDA, then Apple MPS, then CPU
+    vector_dtype: str = "i8"              # precision of the USearch index; catalog keeps f16
+    chunk_tokens: int = 200               # capped at the model's max_seq_length minus specials
+    chunk_overlap: int = 32
+    parse_workers: int = 2                # worker processes; 0 parses in-process (no timeout)
+    parse_timeout_s: float = 30.0
+    embed_batch_size: int = 32
+
+    def validate(self) -> "Config":
+        problems = []
+        if self.device not in DEVICES:
+            problems.append(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.vector_dtype not in VECTOR_DTYPES:
+            problems.append(f"vector_dtype must be one of {', '.join(VECTOR_DTYPES)}, not {self.vector_dtype!r}")
+        if not 16 <= self.chunk_tokens <= 8192:
+            problems.append(f"chunk_tokens must be between 16 and 8192, not {self.chunk_tokens}")
+        if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
+            problems.append("chunk_overlap must be at least 0 and less than half of chunk_tokens")
+        if self.max_file_mb < 1:
+            problems.append("max_file_mb must be at least 1")
+        if self.parse_workers < 0 or self.parse_timeout_s <= 0 or self.embed_batch_size < 1:
+            problems.append("parse_workers must be ≥ 0, parse_timeout_s > 0 and embed_batch_size ≥ 1")
+        if problems:
+            raise ConfigError("Invalid settings: " + "; ".join(problems) + ". Fix or delete the settings file.")
+        return self
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.max_file_mb * 1024 * 1024
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older settings dict up to SCHEMA_VERSION, one version step at a time."""
+    version = raw.get("schema_version", 1)
+    if version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"The settings file is from a newer Sift (schema {version}, this one knows {SCHEMA_VERSION}). "
+            "Update Sift, or delete the settings file to start over."
+        )
+    # Future steps go here: `if version == 1: …; version = 2`.
+    raw["schema_version"] = SCHEMA_VERSION
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    raw = _migrate(dict(raw))
+    values = {}
+    for name, value in raw.items():
+        if name not in _FIELDS:
+            continue  # settings of a removed feature: ignore rather than refuse to start
+        if isinstance(value, list):
+            value = tuple(value)
+        expected = type(_FIELDS[name].default)
+        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            ok, value = True, float(value)
+        if not ok:
+            raise ConfigError(f"Invalid settings: {name} must be {expected.__name__}, not {value!r}. "
+                              "Fix or delete the settings file.")
+        values[name] = value
+    return Config(**values).validate()
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def load_config(path: Path) -> Config:
+    """The settings at `path`, or the defaults when there is no file yet."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Config()
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"The settings file {path} is not valid JSON ({exc}). Fix or delete it.") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"The settings file {path} must hold a JSON object. Fix or delete it.")
+    return config_from_dict(raw)
+
+
+def save_config(path: Path, config: Config) -> None:
+    """Write settings atomically: a crash leaves the old file or the new one, never half."""
+    config.validate()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(config_to_dict(config), f, indent=2, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

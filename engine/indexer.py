@@ -1,0 +1,403 @@
+"""Reconcile folders with the catalog, then parse → chunk → embed → commit, in cancellable batches."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.catalog import Catalog, FileRow
+from engine.chunk import chunk_pages
+from engine.config import Config
+from engine.embed import SPECIAL_TOKENS, Embedder, text_hash
+from engine.errors import Cancelled, ParseError
+from engine.parse import SUPPORTED_SUFFIXES, kind_for
+from engine.parse.runner import ParseRunner
+from engine.types import Chunk, FileStatus, IndexReport, ParsedFile, Progress
+from engine.vectors import VectorIndex
+
+log = logging.getLogger(__name__)
+
+# Commit after this many files or chunks: small enough that a crash loses little and progress
+# moves smoothly, large enough that the embedder sees full batches.
+BATCH_FILES = 64
+BATCH_CHUNKS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class DiskFile:
+    size: int
+    mtime_ns: int
+
+
+# -- scanning ------------------------------------------------------------------------------------
+
+
+def is_excluded(name: str, rel_path: str, patterns: Sequence[str]) -> bool:
+    """A pattern without '/' matches a file or folder name; one with '/' the path below the root."""
+    for pattern in patterns:
+        if "/" in pattern:
+            if fnmatch.fnmatchcase(rel_path, pattern.strip("/")):
+                return True
+        elif fnmatch.fnmatchcase(name, pattern):
+            return True
+    return False
+
+
+def _is_hidden(name: str, st: os.stat_result | None) -> bool:
+    if name.startswith("."):
+        return True
+    attrs = getattr(st, "st_file_attributes", 0) if st is not None else 0
+    return bool(attrs & getattr(stat, "FILE_ATTRIBUTE_HIDDEN", 0))
+
+
+def is_within(path: str, roots: Sequence[str]) -> bool:
+    """True when path is one of the roots or lies below one."""
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def scan(roots: Sequence[str], *, exclude: Sequence[str], include_hidden: bool,
+         cancel: threading.Event | None = None) -> tuple[dict[str, DiskFile], list[str]]:
+    """Every supported file under the roots, and the folders that could not be listed.
+
+    Symlinks are followed only when they point inside a root; every folder and file is visited
+    once (by device and inode), so link loops and hard-linked duplicates end the walk.
+    """
+    real_roots = [os.path.realpath(r) for r in roots]
+    found: dict[str, DiskFile] = {}
+    unreadable: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    for root, real_root in zip(roots, real_roots):
+        stack = [root]
+        while stack:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            folder = stack.pop()
+            try:
+                st = os.stat(folder)
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                entries = list(os.scandir(folder))
+            except OSError as exc:
+                log.warning("cannot list %s: %s", folder, exc)
+                unreadable.append(folder)
+                continue
+            for entry in sorted(entries, key=lambda e: e.name, reverse=True):
+                rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
+                if is_excluded(entry.name, rel, exclude):
+                    continue
+                try:
+                    if entry.is_symlink() and not is_within(os.path.realpath(entry.path), real_roots):
+                        continue  # never read outside the chosen folders
+                    est = entry.stat()  # follows links
+                except OSError:
+                    continue  # dangling link, or vanished since the listing
+                if not include_hidden and _is_hidden(entry.name, est):
+                    continue
+                if stat.S_ISDIR(est.st_mode):
+                    stack.append(entry.path)
+                elif stat.S_ISREG(est.st_mode) and os.path.splitext(entry.name)[1].lower() in SUPPORTED_SUFFIXES:
+                    key = (est.st_dev, est.st_ino)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    found[entry.path] = DiskFile(est.st_size, est.st_mtime_ns)
+    return found, unreadable
+
+
+def content_hash(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=20)).hexdigest()
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    """A parsed file waiting in the current batch."""
+
+    path: str
+    disk: DiskFile
+    digest: str | None
+    kind: str | None
+    chunks: list[Chunk]
+    hashes: list[str]
+
+
+@dataclass
+class _Batch:
+    files: list[_Pending] = field(default_factory=list)
+    chunks: int = 0
+
+
+class Indexer:
+    """One indexing run over the effective roots. Not reusable: make one per run."""
+
+    def __init__(self, *, catalog: Catalog, embedder: Embedder, config: Config, roots: Sequence[str],
+                 vectors: VectorIndex, cancel: threading.Event,
+                 on_progress: Callable[[Progress], None] | None = None) -> None:
+        self.catalog = catalog
+        self.embedder = embedder
+        self.config = config
+        self.roots = [os.path.abspath(r) for r in roots]
+        self.vectors = vectors
+        self.cancel = cancel
+        self._on_progress = on_progress
+        self.progress = Progress()
+        self._t0 = time.monotonic()
+        self._counts = dict(added=0, updated=0, removed=0, moved=0, unchanged=0, failed=0)
+
+    # progress -------------------------------------------------------------------------------
+
+    def _report(self, **changes) -> None:
+        self.progress = replace(self.progress, elapsed_s=time.monotonic() - self._t0, **changes)
+        if self._on_progress is not None:
+            self._on_progress(self.progress)
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+    # the run --------------------------------------------------------------------------------
+
+    def run(self) -> IndexReport:
+        self._report(phase="scanning")
+        present_roots = [r for r in self.roots if os.path.isdir(r)]
+        for r in set(self.roots) - set(present_roots):
+            log.warning("folder %s is not there (unplugged or removed?): its files are kept", r)
+        disk, _ = scan(present_roots, exclude=self.config.exclude, include_hidden=self.config.include_hidden,
+                       cancel=self.cancel)
+        known = self.catalog.files()
+
+        # Files the catalog knows that are gone from disk, or no longer under a chosen folder.
+        # Files under a folder that is offline are kept: it may come back.
+        gone = [row for path, row in known.items() if path not in disk
+                and (not is_within(path, self.roots) or is_within(path, present_roots))]
+        new = sorted(p for p in disk if p not in known)
+        changed = sorted(p for p, d in disk.items() if p in known and self._changed(known[p], d))
+        self._counts["unchanged"] = len(disk) - len(new) - len(changed)
+
+        new, moved = self._detect_moves(new, gone, disk)
+        moved_ids = {row.id for row, _ in moved}
+        self._apply_moves_and_removals(moved, [row for row in gone if row.id not in moved_ids])
+
+        work = self._split_touched(changed, known, disk) + new
+        self._report(phase="indexing", files_total=len(work))
+        self._embed_missing_vectors()
+        self._index_files(work, known, disk)
+        with self.catalog.transaction() as conn:
+            self.catalog.prune_embeddings(conn)
+        self._report(phase="done", current_file="")
+        return IndexReport(**self._counts, chunks_embedded=self.progress.chunks_embedded,
+                           chunks_reused=self.progress.chunks_reused, elapsed_s=self.progress.elapsed_s)
+
+    @staticmethod
+    def _changed(row: FileRow, d: DiskFile) -> bool:
+        return row.status == FileStatus.PENDING or (row.size, row.mtime_ns) != (d.size, d.mtime_ns)
+
+    def _detect_moves(self, new: list[str], gone: list[FileRow],
+                      disk: dict[str, DiskFile]) -> tuple[list[str], list[tuple[FileRow, str]]]:
+        """Pair new paths with vanished files of the same size and content: a rename keeps its chunks."""
+        by_size: dict[int, list[FileRow]] = {}
+        for row in gone:
+            if row.content_hash and row.status == FileStatus.INDEXED:
+                by_size.setdefault(row.size, []).append(row)
+        if not by_size:
+            return new, []
+        still_new, moved = [], []
+        for path in new:
+            candidates = by_size.get(disk[path].size)
+            if candidates:
+                try:
+                    digest = content_hash(path)
+                except OSError:
+                    digest = None
+                match = next((r for r in candidates if r.content_hash == digest), None)
+                if match is not None:
+                    candidates.remove(match)
+                    moved.append((match, path))
+                    continue
+            still_new.append(path)
+        return still_new, moved
+
+    def _apply_moves_and_removals(self, moved: list[tuple[FileRow, str]], removed: list[FileRow]) -> None:
+        if not moved and not removed:
+            return
+        with self.catalog.transaction() as conn:
+            dropped = self.catalog.delete_files(conn, [r.id for r in removed])
+            for row, path in moved:
+                d = os.stat(path)
+                self.catalog.move_file(conn, row.id, new_path=path, size=d.st_size, mtime_ns=d.st_mtime_ns)
+        self.vectors.remove(dropped)
+        self._counts["removed"] += len(removed)
+        self._counts["moved"] += len(moved)
+
+    def _split_touched(self, changed: list[str], known: dict[str, FileRow], disk: dict[str, DiskFile]) -> list[str]:
+        """Changed size/mtime but the same bytes (a `touch`, a copy-back): update the stamp, skip the work."""
+        work, touched = [], []
+        for path in changed:
+            row = known[path]
+            if row.status == FileStatus.INDEXED and row.content_hash and row.size == disk[path].size:
+                try:
+                    if content_hash(path) == row.content_hash:
+                        touched.append(row)
+                        continue
+                except OSError:
+                    pass
+            work.append(path)
+        if touched:
+            with self.catalog.transaction() as conn:
+                for row in touched:
+                    d = disk[row.path]
+                    self.catalog.touch_file(conn, row.id, size=d.size, mtime_ns=d.mtime_ns)
+            self._counts["unchanged"] += len(touched)
+        return work
+
+    def _embed_missing_vectors(self) -> None:
+        """Chunks with no vector from the current model (a model switch, an interrupted run)."""
+        model_id = self.embedder.model_id
+        missing = self.catalog.chunks_missing_vectors(model_id)
+        for i in range(0, len(missing), BATCH_CHUNKS):
+            self._check_cancel()
+            part = missing[i:i + BATCH_CHUNKS]
+            vectors = self.embedder.embed_documents([text for _, _, text in part])
+            with self.catalog.transaction() as conn:
+                self.catalog.put_vectors(conn, model_id, [h for _, h, _ in part], vectors)
+            self.vectors.add(np.array([cid for cid, _, _ in part], dtype=np.uint64), vectors)
+            self._report(chunks_embedded=self.progress.chunks_embedded + len(part))
+
+    def _index_files(self, work: list[str], known: dict[str, FileRow], disk: dict[str, DiskFile]) -> None:
+        if not work:
+            return
+        max_tokens = min(self.config.chunk_tokens, self.embedder.max_tokens - SPECIAL_TOKENS)
+        overlap = min(self.config.chunk_overlap, max_tokens // 2 - 1)
+        digests: dict[str, str | None] = {}
+        problems: list[tuple[str, FileStatus, str]] = []
+
+        def jobs() -> Iterator[str]:
+            for path in work:
+                self._check_cancel()
+                d = disk[path]
+                if d.size > self.config.max_file_bytes:
+                    problems.append((path, FileStatus.TOO_LARGE,
+                                     f"{_human(d.size)} is over the {self.config.max_file_mb} MB limit set in settings"))
+                    continue
+                try:
+                    digests[path] = content_hash(path)
+                except FileNotFoundError:
+                    problems.append((path, FileStatus.VANISHED, "the file was deleted or moved while indexing"))
+                    continue
+                except OSError as exc:
+                    problems.append((path, FileStatus.UNREADABLE, f"cannot be read: {exc.strerror or exc}"))
+                    continue
+                yield path
+
+        batch = _Batch()
+        with ParseRunner(workers=self.config.parse_workers, timeout_s=self.config.parse_timeout_s,
+                         max_bytes=self.config.max_file_bytes) as runner:
+            for path, result in runner.map(jobs()):
+                self._report(current_file=path)
+                if isinstance(result, ParseError):
+                    problems.append((path, FileStatus(result.status), result.reason))
+                else:
+                    pending = self._chunk(path, disk[path], digests.pop(path, None), result, max_tokens, overlap)
+                    if pending is None:
+                        problems.append((path, FileStatus.NO_TEXT, "no text found in this file"))
+                    else:
+                        batch.files.append(pending)
+                        batch.chunks += len(pending.chunks)
+                if len(batch.files) + len(problems) >= BATCH_FILES or batch.chunks >= BATCH_CHUNKS:
+                    self._commit(batch, problems, known, disk)
+                    batch = _Batch()
+                    problems.clear()
+                    self._check_cancel()
+            self._commit(batch, problems, known, disk)
+
+    def _chunk(self, path: str, d: DiskFile, digest: str | None, parsed: ParsedFile,
+               max_tokens: int, overlap: int) -> _Pending | None:
+        chunks = chunk_pages(parsed.pages, token_offsets=self.embedder.token_offsets,
+                             max_tokens=max_tokens, overlap=overlap)
+        if not chunks:
+            return None
+        return _Pending(path, d, digest, parsed.kind, chunks, [text_hash(c.text) for c in chunks])
+
+    def _commit(self, batch: _Batch, problems: list[tuple[str, FileStatus, str]], known: dict[str, FileRow],
+                disk: dict[str, DiskFile]) -> None:
+        """Embed what the cache lacks, then write the whole batch in one transaction."""
+        if not batch.files and not problems:
+            return
+        model_id = self.embedder.model_id
+        all_hashes = [h for f in batch.files for h in f.hashes]
+        vectors = self.catalog.cached_vectors(model_id, all_hashes)
+        reused = sum(1 for h in all_hashes if h in vectors)
+        todo: dict[str, str] = {}
+        for f in batch.files:
+            for c, h in zip(f.chunks, f.hashes):
+                if h not in vectors:
+                    todo.setdefault(h, c.text)
+        if todo:
+            fresh = self.embedder.embed_documents(list(todo.values()))
+            vectors.update(zip(todo.keys(), fresh))
+        removed: list[int] = []
+        added_ids: list[int] = []
+        added_vecs: list[np.ndarray] = []
+        vanished: list[int] = []
+        with self.catalog.transaction() as conn:
+            if todo:
+                self.catalog.put_vectors(conn, model_id, list(todo.keys()), np.stack([vectors[h] for h in todo]))
+            for f in batch.files:
+                old = known.get(f.path)
+                fid = self.catalog.upsert_file(conn, path=f.path, size=f.disk.size, mtime_ns=f.disk.mtime_ns,
+                                               content_hash=f.digest, kind=f.kind, status=FileStatus.INDEXED)
+                gone, ids = self.catalog.replace_chunks(conn, fid, f.chunks, f.hashes)
+                removed += gone
+                added_ids += ids
+                added_vecs += [vectors[h] for h in f.hashes]
+                self._counts["updated" if old else "added"] += 1
+            for path, status, reason in problems:
+                old = known.get(path)
+                self._counts["failed"] += status != FileStatus.VANISHED
+                if status == FileStatus.VANISHED:
+                    if old is not None:
+                        vanished.append(old.id)
+                    continue
+                d = disk[path]
+                if old is not None:
+                    self.catalog.set_file_problem(conn, old.id, size=d.size, mtime_ns=d.mtime_ns,
+                                                  status=status, reason=reason)
+                else:
+                    self.catalog.upsert_file(conn, path=path, size=d.size, mtime_ns=d.mtime_ns, content_hash=None,
+                                             kind=kind_for(path), status=status, reason=reason)
+            removed += self.catalog.delete_files(conn, vanished)
+        # The catalog is committed; the in-memory index follows (a crash here is repaired on open).
+        self.vectors.remove(removed)
+        if added_ids:
+            self.vectors.add(np.array(added_ids, dtype=np.uint64), np.stack(added_vecs))
+        done = len(batch.files) + len(problems)
+        self._report(files_done=self.progress.files_done + done,
+                     files_failed=self.progress.files_failed + sum(1 for p in problems if p[1] != FileStatus.VANISHED),
+                     chunks_embedded=self.progress.chunks_embedded + len(todo),
+                     chunks_reused=self.progress.chunks_reused + reused)
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def iter_paths(paths: Iterable[str | Path]) -> list[str]:
+    return [os.path.abspath(os.fspath(p)) for p in paths]

@@ -1,0 +1,141 @@
+"""Turn one file into text, page by page, with every failure mapped to a FileStatus."""
+
+from __future__ import annotations
+
+import os
+import stat
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree.ElementTree import ParseError as XMLParseError
+
+from engine.errors import ParseError
+from engine.parse import (
+    epub,
+    excel,
+    guard,
+    htmltext,
+    mail,
+    opendocument,
+    pdf,
+    powerpoint,
+    text,
+    word,
+)
+from engine.types import FileStatus, Page, ParsedFile
+
+__all__ = ["SUPPORTED_SUFFIXES", "kind_for", "parse"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Format:
+    kind: str                                   # family name stored with the file
+    label: str                                  # how reasons name it to a person
+    read: Callable[[Path], tuple[Page, ...]]
+    suffixes: frozenset[str]
+    zipped: bool = False                        # a zip container: bomb-check it first
+
+
+_FORMATS = (
+    _Format("text", "text file", text.read, text.SUFFIXES),
+    _Format("html", "HTML page", htmltext.read, frozenset({".html", ".htm", ".xhtml"})),
+    _Format("pdf", "PDF", pdf.read, frozenset({".pdf"})),
+    _Format("docx", "Word document", word.read, frozenset({".docx"}), zipped=True),
+    _Format("pptx", "PowerPoint presentation", powerpoint.read, frozenset({".pptx"}), zipped=True),
+    _Format("xlsx", "Excel workbook", excel.read, frozenset({".xlsx", ".xlsm"}), zipped=True),
+    _Format("odf", "OpenDocument file", opendocument.read,
+            frozenset({".odt", ".ods", ".odp"}), zipped=True),
+    _Format("epub", "EPUB e-book", epub.read, frozenset({".epub"}), zipped=True),
+    _Format("email", "email", mail.read, frozenset({".eml"})),
+)
+_REGISTRY: dict[str, _Format] = {suffix: f for f in _FORMATS for suffix in f.suffixes}
+
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_REGISTRY)
+
+
+def kind_for(path: str | os.PathLike[str]) -> str | None:
+    """The format family of `path` by its suffix, or None when Sift cannot read it."""
+    fmt = _REGISTRY.get(Path(path).suffix.lower())
+    return fmt.kind if fmt else None
+
+
+def parse(path: str | os.PathLike[str], *, max_bytes: int) -> ParsedFile:
+    """Read `path` in this process. Raises ParseError, and only ParseError, when it cannot."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    fmt = _REGISTRY.get(suffix)
+    if fmt is None:
+        what = f"{suffix} files" if suffix else "files without a suffix"
+        raise ParseError(FileStatus.UNSUPPORTED, f"Sift cannot read {what}")
+    try:
+        pages = _read(fmt, path, max_bytes)
+    except ParseError:
+        raise
+    except Exception as exc:  # parser libraries raise anything on hostile input
+        raise _failure(exc, fmt.label) from exc
+
+    pages = tuple(Page(p.number, _clean(p.text)) for p in pages)
+    pages = tuple(p for p in pages if p.text.strip())
+    if not pages:
+        if fmt.kind == "pdf":
+            raise ParseError(FileStatus.NO_TEXT, "no text layer: probably scanned, needs OCR")
+        raise ParseError(FileStatus.NO_TEXT, "no text found in this file")
+    return ParsedFile(kind=fmt.kind, pages=pages)
+
+
+def _read(fmt: _Format, path: Path, max_bytes: int) -> tuple[Page, ...]:
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ParseError(FileStatus.UNSUPPORTED, "not a regular file")
+    if info.st_size > max_bytes:
+        size, limit = guard.human_size(info.st_size), guard.human_size(max_bytes)
+        reason = f"{size} is over the {limit} limit set in settings"
+        raise ParseError(FileStatus.TOO_LARGE, reason)
+    if info.st_size == 0:
+        raise ParseError(FileStatus.NO_TEXT, "empty file")
+    if fmt.zipped:
+        guard.check_zip(path, label=fmt.label, max_bytes=max_bytes)
+    return fmt.read(path)
+
+
+def _failure(exc: Exception, label: str) -> ParseError:
+    """The status and reason a person should see for an exception raised while reading."""
+    if isinstance(exc, FileNotFoundError):
+        return ParseError(FileStatus.VANISHED, "the file was deleted or moved before Sift read it")
+    if isinstance(exc, PermissionError):
+        return ParseError(FileStatus.UNREADABLE, "permission denied: Sift may not read this file")
+    # Only the operating system sets errno; other OSErrors are libraries judging content.
+    if isinstance(exc, OSError) and exc.errno is not None:
+        reason = f"the system could not read it: {exc.strerror or _describe(exc)}"
+        return ParseError(FileStatus.UNREADABLE, reason)
+    if isinstance(exc, MemoryError):
+        # The parse runner rewrites this reason with its memory limit, finding it by the cause.
+        what = "needs too much memory to read"
+    elif isinstance(exc, RecursionError):
+        what = "is nested too deeply to read"
+    elif isinstance(exc, zipfile.BadZipFile):
+        what = f"is damaged: {_describe(exc)}"
+    elif isinstance(exc, XMLParseError):
+        what = f"holds broken XML: {_describe(exc)}"
+    else:
+        what = f"could not be read: {_describe(exc)}"
+    return ParseError(FileStatus.CORRUPT, f"this {label} {what}")
+
+
+def _clean(page_text: str) -> str:
+    """Drop NULs and lone surrogates, which parsers can emit and SQLite cannot store."""
+    page_text = page_text.replace("\x00", "")
+    try:
+        page_text.encode("utf-8")
+    except UnicodeEncodeError:
+        page_text = page_text.encode("utf-8", "replace").decode("utf-8")
+    return page_text
+
+
+def _describe(exc: BaseException) -> str:
+    """A short one-line account of a library exception for a person to read."""
+    # KeyError's str() wraps its message in quotes.
+    raw = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    message = raw.strip().splitlines()[0] if raw.strip() else type(exc).__name__
+    return message if len(message) <= 160 else message[:157] + "…"

@@ -1,0 +1,48 @@
+"""PDF via pypdf: one page of text per PDF page; a bad page loses its text, not the file."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+
+from pypdf import PasswordType, PdfReader
+
+from engine.errors import ParseError
+from engine.types import FileStatus, Page
+
+# pypdf logs a warning for every quirk of a malformed file; the status says what matters.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+
+def read(path: Path) -> tuple[Page, ...]:
+    try:
+        reader = PdfReader(path)
+    except NotImplementedError as exc:
+        # Raised while setting up decryption, it means a security handler pypdf lacks
+        # (certificates, for one): the file is protected, not damaged.
+        if any(f.name == "_handle_encryption" for f in traceback.extract_tb(exc.__traceback__)):
+            raise ParseError(
+                FileStatus.ENCRYPTED, "this PDF uses a kind of protection Sift cannot open"
+            ) from exc
+        raise
+    # Many protected PDFs only restrict printing or copying and open with an empty password.
+    if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+        raise ParseError(
+            FileStatus.ENCRYPTED,
+            "this PDF is password-protected; Sift cannot read it without the password",
+        )
+    pages = []
+    failure: Exception | None = None
+    for number, page in enumerate(reader.pages, start=1):
+        try:
+            page_text = page.extract_text()
+        except MemoryError:
+            raise
+        except Exception as exc:  # one damaged page must not cost the other pages
+            failure = failure or exc
+            continue
+        pages.append(Page(number, page_text))
+    if failure is not None and not any(p.text.strip() for p in pages):
+        raise failure
+    return tuple(pages)

@@ -1,0 +1,272 @@
+"""Parse files in worker processes, so a hostile file can hang, crash or bloat only a worker."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import multiprocessing
+import os
+import signal
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from multiprocessing.connection import Connection, wait
+
+from engine.errors import ParseError
+from engine.types import FileStatus, ParsedFile
+
+DEFAULT_PARSE_FN = "engine.parse:parse"
+# Python start-up plus importing the parser libraries; slow disks and frozen apps need a while.
+STARTUP_TIMEOUT_S = 60.0
+SHUTDOWN_GRACE_S = 1.0
+
+_READY = "ready"  # a worker's first message: the clock for its first file starts only then
+
+Result = ParsedFile | ParseError
+ParseFn = Callable[..., ParsedFile]
+
+
+class ParseRunner:
+    """Parses paths in up to `workers` long-lived spawned processes, each file under a time limit.
+
+    A file that takes longer than `timeout_s` gets FileStatus.TIMEOUT and its worker is killed;
+    one that kills its worker gets FileStatus.CORRUPT; either way a fresh worker takes over and
+    the file is not tried again. `workers=0` parses in this process, without a time limit.
+    `parse_fn` names the function to call as "module:attribute", importable in a fresh process.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        timeout_s: float,
+        max_bytes: int,
+        memory_mb: int | None = 2048,
+        parse_fn: str = DEFAULT_PARSE_FN,
+    ) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be 0 or more, not {workers}")
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, not {timeout_s}")
+        self._workers = workers
+        self._timeout_s = timeout_s
+        self._max_bytes = max_bytes
+        self._memory_mb = memory_mb
+        self._parse_fn_name = parse_fn
+        self._parse_fn = _resolve(parse_fn)  # fail here, not in every worker, on a bad name
+        # spawn, never fork: the caller holds SQLite connections and threads a fork would copy.
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: list[_Worker] = []  # started and waiting for a file
+        self._maps: weakref.WeakSet[Iterator] = weakref.WeakSet()  # map() results not yet done
+        self._closed = False
+
+    def map(self, paths: Iterable[str]) -> Iterator[tuple[str, Result]]:
+        """Yield (path, ParsedFile or ParseError) once per path, in the order parsing finishes.
+
+        Paths are taken from `paths` only as workers free up, so it may be a lazy iterable of
+        any length. Stopping early (break, or close()) stops the workers still parsing.
+        """
+        if self._closed:
+            raise RuntimeError("this ParseRunner is closed")
+        if self._workers == 0:
+            return ((path, self._parse_here(path)) for path in paths)
+        results = self._map_in_workers(iter(paths))
+        self._maps.add(results)
+        return results
+
+    def close(self) -> None:
+        """Stop every worker; any still running after a short grace period is killed."""
+        self._closed = True
+        for results in list(self._maps):
+            results.close()  # its cleanup kills the workers it was waiting on
+        workers, self._idle = self._idle, []
+        for worker in workers:
+            try:
+                worker.conn.send(None)
+            except OSError:
+                pass  # already dead: nothing to tell it
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        for worker in workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            worker.kill()
+
+    def __enter__(self) -> ParseRunner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _parse_here(self, path: str) -> Result:
+        try:
+            return self._parse_fn(os.fspath(path), max_bytes=self._max_bytes)
+        except ParseError as error:
+            return error
+        except Exception as exc:  # a parse_fn other than ours may raise anything
+            return ParseError(FileStatus.CORRUPT, f"the parser failed: {exc!r}")
+
+    def _map_in_workers(self, paths: Iterator[str]) -> Iterator[tuple[str, Result]]:
+        busy: dict[Connection, _Worker] = {}
+        try:
+            while True:
+                while len(busy) < self._workers:
+                    path = next(paths, None)
+                    if path is None:
+                        break
+                    worker = self._assign(path)
+                    busy[worker.conn] = worker
+                if not busy:
+                    return
+                soonest = min(worker.deadline for worker in busy.values())
+                for conn in wait(list(busy), timeout=max(0.0, soonest - time.monotonic())):
+                    worker = busy[conn]
+                    try:
+                        message = conn.recv()
+                    except (EOFError, OSError):
+                        del busy[conn]
+                        worker.kill()
+                        if not worker.ready:
+                            raise RuntimeError(
+                                f"a parse worker exited while starting "
+                                f"(exit code {worker.process.exitcode})"
+                            ) from None
+                        crashed = ParseError(FileStatus.CORRUPT, "the parser crashed on this file")
+                        yield worker.path, crashed
+                        continue
+                    if message == _READY:
+                        worker.start_clock(self._timeout_s)
+                        continue
+                    del busy[conn]
+                    path, worker.path = worker.path, None
+                    self._idle.append(worker)
+                    yield path, message
+                now = time.monotonic()
+                for conn, worker in list(busy.items()):
+                    # A result may have arrived while our caller was busy with the last one.
+                    if worker.deadline > now or conn.poll():
+                        continue
+                    del busy[conn]
+                    worker.kill()
+                    if not worker.ready:
+                        raise RuntimeError(
+                            f"a parse worker did not start within {STARTUP_TIMEOUT_S:g} s"
+                        )
+                    reason = f"parsing took longer than {self._timeout_s:g} s"
+                    yield worker.path, ParseError(FileStatus.TIMEOUT, reason)
+        finally:
+            # Abandoned mid-way (or failed): results still in flight must not reach a later
+            # map(), and the files may be hanging, so stop those workers.
+            for worker in busy.values():
+                worker.kill()
+
+    def _assign(self, path: str) -> _Worker:
+        worker = self._idle.pop() if self._idle else self._start_worker()
+        try:
+            worker.assign(path, self._timeout_s)
+        except OSError:  # it died while idle; this file never reached it, so no retry loop
+            worker.kill()
+            worker = self._start_worker()
+            worker.assign(path, self._timeout_s)
+        return worker
+
+    def _start_worker(self) -> _Worker:
+        return _Worker(
+            self._context,
+            args=(self._parse_fn_name, self._max_bytes, self._memory_mb),
+        )
+
+
+class _Worker:
+    """One worker process and the parent's end of its pipe."""
+
+    def __init__(self, context, *, args: tuple) -> None:
+        self.conn, child_conn = context.Pipe(duplex=True)
+        # daemon: should the caller exit without close(), multiprocessing still ends us.
+        self.process = context.Process(
+            target=_worker_main, args=(child_conn, *args), name="sift-parse", daemon=True
+        )
+        self.process.start()
+        child_conn.close()  # so the parent sees EOF when the child dies
+        self.ready = False
+        self.path: str | None = None
+        self.deadline = time.monotonic() + STARTUP_TIMEOUT_S
+
+    def assign(self, path: str, timeout_s: float) -> None:
+        self.conn.send(os.fspath(path))
+        self.path = path
+        if self.ready:
+            self.deadline = time.monotonic() + timeout_s
+
+    def start_clock(self, timeout_s: float) -> None:
+        self.ready = True
+        self.deadline = time.monotonic() + timeout_s if self.path is not None else math.inf
+
+    def kill(self) -> None:
+        """Stop the process now if it still runs, and reap it."""
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(SHUTDOWN_GRACE_S)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def _worker_main(conn: Connection, parse_fn: str, max_bytes: int, memory_mb: int | None) -> None:
+    """Entry point of a worker process: parse each path received until told to stop."""
+    # Ctrl+C in a terminal reaches the whole process group; the parent decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parse = _resolve(parse_fn)
+    _limit_memory(memory_mb)
+    conn.send(_READY)
+    while True:
+        try:
+            path = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if path is None:
+            return
+        try:
+            result: Result = parse(path, max_bytes=max_bytes)
+        except ParseError as error:
+            result = error
+            if isinstance(error.__cause__, MemoryError) and memory_mb is not None:
+                result = _out_of_memory(memory_mb)
+        except MemoryError:
+            result = _out_of_memory(memory_mb)
+        except BaseException as exc:  # SystemExit too: nothing in a parser may end the worker
+            result = ParseError(FileStatus.CORRUPT, f"the parser failed: {exc!r}")
+        try:
+            conn.send(result)
+        except (EOFError, OSError):
+            return
+        except Exception as exc:  # e.g. a result that cannot be pickled
+            conn.send(ParseError(FileStatus.CORRUPT, f"the parser's result was unusable: {exc!r}"))
+
+
+def _out_of_memory(memory_mb: int | None) -> ParseError:
+    if memory_mb is None:
+        return ParseError(FileStatus.CORRUPT, "ran out of memory while reading it")
+    return ParseError(FileStatus.CORRUPT, f"needs more than {memory_mb} MB of memory to read")
+
+
+def _limit_memory(memory_mb: int | None) -> None:
+    """Cap this process's address space, so a memory bomb raises MemoryError here."""
+    if memory_mb is None:
+        return
+    try:
+        import resource
+    except ImportError:  # Windows: no rlimits; the timeout still bounds the damage
+        return
+    soft = memory_mb * 1024 * 1024
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    except (ValueError, OSError):  # macOS refuses RLIMIT_AS; the timeout still applies
+        pass
+
+
+def _resolve(name: str) -> ParseFn:
+    module_name, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)

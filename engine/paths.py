@@ -1,0 +1,89 @@
+"""Where Sift keeps its files: the only caller of platformdirs; SIFT_HOME=DIR overrides it all."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+APP_NAME = "Sift"
+
+# Environment variables, most specific first: SIFT_DATA_DIR beats SIFT_HOME beats platformdirs.
+ENV_HOME = "SIFT_HOME"
+ENV_DIRS = {
+    "data": "SIFT_DATA_DIR",
+    "cache": "SIFT_CACHE_DIR",
+    "config": "SIFT_CONFIG_DIR",
+    "logs": "SIFT_LOG_DIR",
+}
+ENV_RESOURCES = "SIFT_RESOURCES"
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """The four directories Sift writes to, and the files inside them."""
+
+    data: Path
+    cache: Path
+    config: Path
+    logs: Path
+
+    @property
+    def catalog(self) -> Path:
+        return self.data / "catalog.sqlite3"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data / "index"
+
+    @property
+    def settings(self) -> Path:
+        return self.config / "settings.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.data / "indexing.lock"
+
+    def ensure(self) -> "Paths":
+        """Create the directories, private to this user (0700): they hold document text."""
+        for d in (self.data, self.cache, self.config, self.logs, self.index_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self
+
+
+def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:
+    """The directories to use, from the environment or the platform's conventions."""
+    env = os.environ if env is None else env
+    home = env.get(ENV_HOME)
+    if home:
+        base = Path(home).expanduser().resolve()
+        defaults = {k: base / k for k in ENV_DIRS}
+    else:
+        import platformdirs
+
+        dirs = platformdirs.PlatformDirs(APP_NAME, appauthor=False)
+        defaults = {
+            "data": Path(dirs.user_data_dir),
+            "cache": Path(dirs.user_cache_dir),
+            "config": Path(dirs.user_config_dir),
+            "logs": Path(dirs.user_log_dir),
+        }
+    chosen = {k: Path(env[v]).expanduser().resolve() if env.get(v) else defaults[k] for k, v in ENV_DIRS.items()}
+    return Paths(**chosen)
+
+
+def resources_dir() -> Path:
+    """The bundled resources (sample documents, icons): beside the packages, or in a frozen app."""
+    override = os.environ.get(ENV_RESOURCES)
+    if override:
+        return Path(override)
+    frozen_root = getattr(sys, "_MEIPASS", None)  # PyInstaller unpacks data files here
+    root = Path(frozen_root) if frozen_root else Path(__file__).resolve().parent.parent
+    return root / "resources"
+
+
+def samples_dir() -> Path:
+    """The sample documents searched until the user chooses folders of their own."""
+    return resources_dir() / "samples"

@@ -1,0 +1,124 @@
+"""Frozen values that cross the engine boundary: statuses, hits, progress, status reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class FileStatus(StrEnum):
+    """What happened to one file. Everything but INDEXED and PENDING is a problem to show."""
+
+    PENDING = "pending"          # seen, not yet indexed
+    INDEXED = "indexed"          # text chunked and embedded
+    UNSUPPORTED = "unsupported"  # no parser for this kind of file
+    ENCRYPTED = "encrypted"      # needs a password we do not have
+    CORRUPT = "corrupt"          # the parser could not read it
+    TOO_LARGE = "too-large"      # over the size cap in settings
+    TIMEOUT = "timeout"          # parsing took longer than the per-file limit
+    NO_TEXT = "no-text"          # readable but holds no text (empty, or scanned: needs OCR)
+    UNREADABLE = "unreadable"    # the OS refused to read it (permissions, I/O error)
+    VANISHED = "vanished"        # deleted or moved while being read
+
+    @property
+    def is_problem(self) -> bool:
+        return self not in (FileStatus.PENDING, FileStatus.INDEXED)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Text of one page (PDF, slide, sheet) or of a whole file when it has no pages."""
+
+    number: int | None  # 1-based page/slide/sheet number; None for page-less formats
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFile:
+    """What a parser returns: the file's text, page by page."""
+
+    kind: str                   # family: "text", "pdf", "html", "docx", …
+    pages: tuple[Page, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A window of a file's text, small enough for the embedding model."""
+
+    ordinal: int                # position in the file, from 0
+    text: str
+    page: int | None
+    start: int                  # character offsets into the page's text
+    end: int
+    token_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One document found by a search, with its best passage."""
+
+    path: str
+    score: float
+    page: int | None
+    snippet: str
+    chunk_id: int
+    start: int
+    end: int
+    kind: str
+    mtime: float
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot of indexing progress, cheap to poll from any thread."""
+
+    phase: str = "idle"          # idle | scanning | indexing | saving | done | cancelled
+    files_total: int = 0         # files that need work in this run
+    files_done: int = 0
+    files_failed: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0       # found in the embedding cache
+    current_file: str = ""
+    elapsed_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Files per second so far."""
+        return self.files_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str
+    status: FileStatus
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndexReport:
+    """What one `Engine.index()` run did."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    moved: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """Everything `sift status` shows."""
+
+    folders: tuple[str, ...]
+    using_samples: bool
+    files_by_status: dict[str, int] = field(default_factory=dict)
+    chunks: int = 0
+    model: str = ""
+    vector_dtype: str = ""
+    index_bytes: int = 0
+    catalog_bytes: int = 0
+    problems: tuple[Problem, ...] = ()

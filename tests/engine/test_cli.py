@@ -1,0 +1,84 @@
+"""The `sift` command line, in-process with the fake embedder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine import cli
+from engine.engine import Engine
+from tests.helpers import write
+
+
+@pytest.fixture
+def run(monkeypatch, fake_embedder, capsys):
+    real_open = Engine.open
+
+    def open_with_fake(home=None, **kw):
+        engine = real_open(home, embedder=fake_embedder)
+        engine.update_config(parse_workers=0)
+        return engine
+
+    monkeypatch.setattr(Engine, "open", staticmethod(open_with_fake))
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_add_index_search_status(run, docs):
+    write(docs / "coffee.txt", "Descaling the espresso machine removes mineral deposits.")
+    write(docs / "bike.txt", "Road bike tyre pressure is printed on the sidewall.")
+    (docs / "broken.pdf").write_bytes(b"not a pdf at all")
+    code, out, _ = run("add-folder", str(docs))
+    assert code == 0 and str(docs) in out
+    code, out, _ = run("index")
+    assert code == 0 and "2 added" in out and "1 could not be indexed" in out
+    code, out, _ = run("search", "espresso", "descaling", "--json")
+    hits = json.loads(out)
+    assert code == 0 and hits[0]["path"] == str(docs / "coffee.txt")
+    assert {"path", "page", "score", "snippet"} <= set(hits[0])
+    code, out, _ = run("search", "tyre pressure")
+    assert "bike.txt" in out.splitlines()[0]
+    code, out, _ = run("status", "--json")
+    status = json.loads(out)
+    assert status["files_by_status"] == {"indexed": 2, "corrupt": 1}
+    assert status["problems"] == [{"path": str(docs / "broken.pdf"), "status": "corrupt",
+                                   "reason": status["problems"][0]["reason"]}]
+    assert status["problems"][0]["reason"]
+    code, out, _ = run("status")
+    assert "Could not index 1 files" in out and "broken.pdf" in out
+
+
+def test_remove_folder_and_folders(run, docs):
+    write(docs / "a.txt", "alpha")
+    run("add-folder", str(docs))
+    run("index")
+    code, out, _ = run("folders")
+    assert out.strip() == str(docs)
+    code, out, _ = run("remove-folder", str(docs))
+    assert code == 0 and "forgot 1" in out
+    code, out, _ = run("folders")
+    assert "bundled samples" in out
+
+
+def test_errors_are_clear_and_exit_1(run, tmp_path):
+    code, _, err = run("add-folder", str(tmp_path / "missing"))
+    assert code == 1 and "is not a folder" in err
+    code, _, err = run("remove-folder", str(tmp_path))
+    assert code == 1 and "not one of Sift's folders" in err
+
+
+def test_usage_errors_exit_2(run):
+    with pytest.raises(SystemExit) as exc:
+        run("frobnicate")
+    assert exc.value.code == 2
+
+
+def test_empty_search_prints_no_results(run):
+    code, out, _ = run("search", " ")
+    assert code == 0 and "No results" in out

@@ -1,0 +1,153 @@
+"""engine.parse.runner: worker processes with timeouts survive hanging and crashing parsers."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import sys
+
+import pytest
+
+from engine.errors import ParseError
+from engine.parse.runner import ParseRunner
+from engine.types import FileStatus, ParsedFile
+from tests.filemaker import make_docx, make_pdf
+
+HOSTILE = "tests.filemaker:hostile_parse"
+MAX = 10 * 1024**2
+
+
+def status(result: ParsedFile | ParseError) -> str:
+    return result.status if isinstance(result, ParseError) else "indexed"
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "note.txt").write_text("plain words")
+    (tmp_path / "empty.txt").touch()
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    (tmp_path / "stuck.hang").touch()
+    (tmp_path / "boom.crash").touch()
+    return {
+        "good_pdf": str(make_pdf(tmp_path / "good.pdf", ["page one", "page two"])),
+        "good_docx": str(make_docx(tmp_path / "good.docx", ["a paragraph"])),
+        "note": str(tmp_path / "note.txt"),
+        "empty": str(tmp_path / "empty.txt"),
+        "broken": str(tmp_path / "broken.pdf"),
+        "missing": str(tmp_path / "missing.txt"),
+        "hang": str(tmp_path / "stuck.hang"),
+        "crash": str(tmp_path / "boom.crash"),
+    }
+
+
+EXPECTED = {
+    "good_pdf": "indexed",
+    "good_docx": "indexed",
+    "note": "indexed",
+    "empty": FileStatus.NO_TEXT,
+    "broken": FileStatus.CORRUPT,
+    "missing": FileStatus.VANISHED,
+    "hang": FileStatus.TIMEOUT,
+    "crash": FileStatus.CORRUPT,
+}
+
+
+def test_workers_survive_hangs_and_crashes(files):
+    by_path = {path: name for name, path in files.items()}
+    with ParseRunner(workers=2, timeout_s=1.0, max_bytes=MAX, parse_fn=HOSTILE) as runner:
+        results = list(runner.map(files.values()))
+    assert sorted(path for path, _ in results) == sorted(files.values())  # each exactly once
+    statuses = {by_path[path]: status(result) for path, result in results}
+    assert statuses == EXPECTED
+    reasons = {by_path[path]: result.reason for path, result in results
+               if isinstance(result, ParseError)}
+    assert reasons["hang"] == "parsing took longer than 1 s"
+    assert reasons["crash"] == "the parser crashed on this file"
+    parsed = dict(results)[files["good_pdf"]]
+    assert [p.number for p in parsed.pages] == [1, 2]
+    assert not multiprocessing.active_children()
+
+
+def test_in_process_when_no_workers(files):
+    safe = {name: path for name, path in files.items() if name not in ("hang", "crash")}
+    with ParseRunner(workers=0, timeout_s=1.0, max_bytes=MAX) as runner:
+        results = dict(runner.map(safe.values()))
+        assert not multiprocessing.active_children()
+    assert {name: status(results[path]) for name, path in safe.items()} == {
+        name: EXPECTED[name] for name in safe
+    }
+
+
+def test_workers_are_reused_across_maps(files):
+    with ParseRunner(workers=2, timeout_s=5.0, max_bytes=MAX) as runner:
+        first = list(runner.map([files["good_pdf"], files["note"]]))
+        pids = {p.pid for p in multiprocessing.active_children()}
+        second = list(runner.map([files["good_docx"], files["broken"], files["note"]]))
+        assert {p.pid for p in multiprocessing.active_children()} == pids
+        assert len(pids) == 2
+    assert [status(r) for _, r in first] == ["indexed", "indexed"]
+    assert sorted(status(r) for _, r in second) == sorted(["indexed", "indexed", "corrupt"])
+    assert not multiprocessing.active_children()
+
+
+def test_feeds_paths_lazily(files):
+    pulled = 0
+
+    def endless():
+        nonlocal pulled
+        for _ in itertools.count():
+            pulled += 1
+            yield files["note"]
+
+    with ParseRunner(workers=2, timeout_s=5.0, max_bytes=MAX) as runner:
+        taken = list(itertools.islice(runner.map(endless()), 5))
+    assert len(taken) == 5
+    assert pulled <= 5 + 2  # never more than `workers` files in flight
+    assert not multiprocessing.active_children()
+
+
+def test_stopping_early_stops_busy_workers(files):
+    with ParseRunner(workers=2, timeout_s=30.0, max_bytes=MAX, parse_fn=HOSTILE) as runner:
+        results = runner.map([files["note"], files["hang"], files["hang"]])
+        path, result = next(results)
+        assert (path, status(result)) == (files["note"], "indexed")
+        results.close()  # one worker still hangs on a file: it must be stopped, not awaited
+        assert len(multiprocessing.active_children()) == 1  # the idle one, kept for reuse
+    assert not multiprocessing.active_children()
+
+
+def test_close_ends_a_map_left_suspended(files):
+    runner = ParseRunner(workers=2, timeout_s=30.0, max_bytes=MAX, parse_fn=HOSTILE)
+    results = runner.map([files["note"], files["hang"]])
+    next(results)
+    runner.close()
+    runner.close()  # idempotent
+    assert not multiprocessing.active_children()
+    with pytest.raises(StopIteration):
+        next(results)
+    with pytest.raises(RuntimeError, match="closed"):
+        runner.map([files["note"]])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux")
+def test_memory_bomb_hits_the_memory_limit(tmp_path, files):
+    bomb = tmp_path / "huge.oom"
+    bomb.touch()
+    with ParseRunner(workers=1, timeout_s=10.0, max_bytes=MAX, memory_mb=1024,
+                     parse_fn=HOSTILE) as runner:
+        results = dict(runner.map([str(bomb), files["note"]]))
+    error = results[str(bomb)]
+    assert isinstance(error, ParseError)
+    assert (error.status, error.reason) == (
+        FileStatus.CORRUPT, "needs more than 1024 MB of memory to read"
+    )
+    assert status(results[files["note"]]) == "indexed"  # the same worker carried on
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        ParseRunner(workers=-1, timeout_s=1.0, max_bytes=MAX)
+    with pytest.raises(ValueError):
+        ParseRunner(workers=1, timeout_s=0, max_bytes=MAX)
+    with pytest.raises(ModuleNotFoundError):
+        ParseRunner(workers=1, timeout_s=1.0, max_bytes=MAX, parse_fn="no.such.module:parse")
