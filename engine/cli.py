@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # parse workers in a frozen (PyInstaller) build
     args = build_parser().parse_args(argv)
     if args.verbose:
         import logging

@@ -143,7 +143,7 @@ class Engine:
 
     def _load_vectors(self) -> VectorIndex:
         path = self._index_path()
-        model_id, ndim, dtype = self.embedder.model_id, self.embedder.ndim, self._config.vector_dtype
+        model_id, ndim, dtype = self.embedder.model_id, self._ndim(), self._config.vector_dtype
         checksum = self.catalog.get_meta(self._checksum_key(path))
         try:
             index = VectorIndex.load(path, ndim=ndim, dtype=dtype, checksum=checksum)
@@ -162,6 +162,16 @@ class Engine:
         if len(extra) or len(missing) or not path.exists():
             self._save_vectors(index)
         return index
+
+    def _ndim(self) -> int:
+        """The model's vector size, remembered in the catalog so opening an index never loads the model."""
+        key = f"ndim:{self.embedder.model_id}"
+        if (known := self.catalog.get_meta(key)) is not None:
+            return int(known)
+        ndim = self.embedder.ndim
+        with self.catalog.transaction() as conn:
+            self.catalog.set_meta(conn, key, str(ndim))
+        return ndim
 
     def _save_vectors(self, index: VectorIndex) -> None:
         path = self._index_path()

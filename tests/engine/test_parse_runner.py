@@ -17,6 +17,13 @@ HOSTILE = "tests.filemaker:hostile_parse"
 MAX = 10 * 1024**2
 
 
+@pytest.fixture
+def children():
+    """Pids of the child processes started since the test began."""
+    before = {p.pid for p in multiprocessing.active_children()}
+    return lambda: {p.pid for p in multiprocessing.active_children()} - before
+
+
 def status(result: ParsedFile | ParseError) -> str:
     return result.status if isinstance(result, ParseError) else "indexed"
 
@@ -52,7 +59,7 @@ EXPECTED = {
 }
 
 
-def test_workers_survive_hangs_and_crashes(files):
+def test_workers_survive_hangs_and_crashes(files, children):
     by_path = {path: name for name, path in files.items()}
     with ParseRunner(workers=2, timeout_s=1.0, max_bytes=MAX, parse_fn=HOSTILE) as runner:
         results = list(runner.map(files.values()))
@@ -65,32 +72,32 @@ def test_workers_survive_hangs_and_crashes(files):
     assert reasons["crash"] == "the parser crashed on this file"
     parsed = dict(results)[files["good_pdf"]]
     assert [p.number for p in parsed.pages] == [1, 2]
-    assert not multiprocessing.active_children()
+    assert not children()
 
 
-def test_in_process_when_no_workers(files):
+def test_in_process_when_no_workers(files, children):
     safe = {name: path for name, path in files.items() if name not in ("hang", "crash")}
     with ParseRunner(workers=0, timeout_s=1.0, max_bytes=MAX) as runner:
         results = dict(runner.map(safe.values()))
-        assert not multiprocessing.active_children()
+        assert not children()
     assert {name: status(results[path]) for name, path in safe.items()} == {
         name: EXPECTED[name] for name in safe
     }
 
 
-def test_workers_are_reused_across_maps(files):
+def test_workers_are_reused_across_maps(files, children):
     with ParseRunner(workers=2, timeout_s=5.0, max_bytes=MAX) as runner:
         first = list(runner.map([files["good_pdf"], files["note"]]))
-        pids = {p.pid for p in multiprocessing.active_children()}
+        pids = children()
         second = list(runner.map([files["good_docx"], files["broken"], files["note"]]))
-        assert {p.pid for p in multiprocessing.active_children()} == pids
+        assert children() == pids
         assert len(pids) == 2
     assert [status(r) for _, r in first] == ["indexed", "indexed"]
     assert sorted(status(r) for _, r in second) == sorted(["indexed", "indexed", "corrupt"])
-    assert not multiprocessing.active_children()
+    assert not children()
 
 
-def test_feeds_paths_lazily(files):
+def test_feeds_paths_lazily(files, children):
     pulled = 0
 
     def endless():
@@ -103,26 +110,26 @@ def test_feeds_paths_lazily(files):
         taken = list(itertools.islice(runner.map(endless()), 5))
     assert len(taken) == 5
     assert pulled <= 5 + 2  # never more than `workers` files in flight
-    assert not multiprocessing.active_children()
+    assert not children()
 
 
-def test_stopping_early_stops_busy_workers(files):
+def test_stopping_early_stops_busy_workers(files, children):
     with ParseRunner(workers=2, timeout_s=30.0, max_bytes=MAX, parse_fn=HOSTILE) as runner:
         results = runner.map([files["note"], files["hang"], files["hang"]])
         path, result = next(results)
         assert (path, status(result)) == (files["note"], "indexed")
         results.close()  # one worker still hangs on a file: it must be stopped, not awaited
-        assert len(multiprocessing.active_children()) == 1  # the idle one, kept for reuse
-    assert not multiprocessing.active_children()
+        assert len(children()) == 1  # the idle one, kept for reuse
+    assert not children()
 
 
-def test_close_ends_a_map_left_suspended(files):
+def test_close_ends_a_map_left_suspended(files, children):
     runner = ParseRunner(workers=2, timeout_s=30.0, max_bytes=MAX, parse_fn=HOSTILE)
     results = runner.map([files["note"], files["hang"]])
     next(results)
     runner.close()
     runner.close()  # idempotent
-    assert not multiprocessing.active_children()
+    assert not children()
     with pytest.raises(StopIteration):
         next(results)
     with pytest.raises(RuntimeError, match="closed"):
