@@ -48,7 +48,7 @@ class Config:
     chunk_overlap: int = 32
     parse_workers: int = 2                # worker processes; 0 parses in-process (no timeout)
     parse_timeout_s: float = 30.0
-    embed_batch_size: int = 32
+    embed_batch_size: int = 0             # 0 picks for the device: 32 on CPU, 128 on a GPU
 
     def validate(self) -> "Config":
         problems = []
@@ -62,8 +62,8 @@ class Config:
             problems.append("chunk_overlap must be at least 0 and less than half of chunk_tokens")
         if self.max_file_mb < 1:
             problems.append("max_file_mb must be at least 1")
-        if self.parse_workers < 0 or self.parse_timeout_s <= 0 or self.embed_batch_size < 1:
-            problems.append("parse_workers must be ≥ 0, parse_timeout_s > 0 and embed_batch_size ≥ 1")
+        if self.parse_workers < 0 or self.parse_timeout_s <= 0 or self.embed_batch_size < 0:
+            problems.append("parse_workers must be ≥ 0, parse_timeout_s > 0 and embed_batch_size ≥ 0")
         if problems:
             raise ConfigError("Invalid settings: " + "; ".join(problems) + ". Fix or delete the settings file.")
         return self
