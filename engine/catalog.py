@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -16,7 +17,7 @@ import numpy as np
 from engine.errors import CatalogError
 from engine.types import Chunk, FileStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each step takes the schema from version i to i + 1; the list index is the starting version.
 _MIGRATIONS: list[str] = [
@@ -72,6 +73,21 @@ _MIGRATIONS: list[str] = [
 
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 1 → 2: every opened result, the fine-tune wizard's training data. No foreign key: a click
+    # outlives its chunk (the text hash and path say whether the pair is stale).
+    """
+    CREATE TABLE clicks (
+        id        INTEGER PRIMARY KEY,
+        at        REAL NOT NULL,
+        query     TEXT NOT NULL,
+        chunk_id  INTEGER NOT NULL,
+        text_hash TEXT NOT NULL,
+        path      BLOB NOT NULL,
+        rank      INTEGER NOT NULL,          -- 1-based position of the opened result
+        shown     TEXT NOT NULL              -- JSON list of the chunk ids shown, in order
+    );
+    CREATE INDEX clicks_path ON clicks(path);
+    """,
 ]
 
 
@@ -105,8 +121,21 @@ class ChunkRow:
     start: int
     end: int
     text: str
+    text_hash: str
     kind: str | None
     mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    id: int
+    at: float
+    query: str
+    chunk_id: int
+    text_hash: str
+    path: str
+    rank: int
+    shown: tuple[int, ...]
 
 
 def _file_row(r: sqlite3.Row) -> FileRow:
@@ -312,11 +341,31 @@ class Catalog:
         out: dict[int, ChunkRow] = {}
         for i in range(0, len(ids), 500):
             part = [int(x) for x in ids[i:i + 500]]
-            q = f"""SELECT c.id, c.file_id, f.path, c.ordinal, c.page, c.start, c."end", c.text, f.kind, f.mtime_ns
+            q = f"""SELECT c.id, c.file_id, f.path, c.ordinal, c.page, c.start, c."end", c.text, c.text_hash, f.kind, f.mtime_ns
                     FROM chunks c JOIN files f ON f.id = c.file_id WHERE c.id IN ({','.join('?' * len(part))})"""
             for r in self.conn.execute(q, part):
-                out[r[0]] = ChunkRow(r[0], r[1], _dec(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+                out[r[0]] = ChunkRow(r[0], r[1], _dec(r[2]), *r[3:])
         return out
+
+    # -- clicks --------------------------------------------------------------------------------
+
+    def add_click(self, conn: sqlite3.Connection, *, query: str, chunk_id: int, text_hash: str, path: str,
+                  rank: int, shown: Sequence[int]) -> int:
+        cur = conn.execute(
+            "INSERT INTO clicks(at, query, chunk_id, text_hash, path, rank, shown) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), query, chunk_id, text_hash, _enc(path), rank, json.dumps([int(c) for c in shown])))
+        return cur.lastrowid
+
+    def clicks(self) -> list[Click]:
+        rows = self.conn.execute("SELECT id, at, query, chunk_id, text_hash, path, rank, shown FROM clicks ORDER BY id")
+        return [Click(r[0], r[1], r[2], r[3], r[4], _dec(r[5]), r[6], tuple(json.loads(r[7]))) for r in rows]
+
+    def delete_clicks_outside(self, conn: sqlite3.Connection, roots: Sequence[str]) -> int:
+        """Forget clicks on files no longer under any root (a removed folder leaves no trace)."""
+        doomed = [r[0] for r in conn.execute("SELECT id, path FROM clicks")
+                  if not any(_dec(r[1]).startswith(root.rstrip(os.sep) + os.sep) for root in roots)]
+        conn.executemany("DELETE FROM clicks WHERE id = ?", ((i,) for i in doomed))
+        return len(doomed)
 
     # -- reports -------------------------------------------------------------------------------
 

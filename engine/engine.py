@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -111,6 +111,7 @@ class Engine:
         with self.catalog.transaction() as conn:
             chunk_ids = self.catalog.delete_files(conn, doomed)
             self.catalog.prune_embeddings(conn)
+            self.catalog.delete_clicks_outside(conn, roots)
         with self._vectors_lock:
             if self._vectors is not None:
                 self._vectors.remove(chunk_ids)
@@ -255,6 +256,15 @@ class Engine:
             if len(hits) == limit:
                 break
         return list(hits.values())
+
+    def record_click(self, query: str, hit: Hit, *, rank: int, shown: Sequence[Hit]) -> None:
+        """Remember that a result was opened: the fine-tune wizard learns from these."""
+        row = self.catalog.chunks_by_id([hit.chunk_id]).get(hit.chunk_id)
+        if row is None:
+            return  # the file was re-indexed or removed since the search; nothing to learn
+        with self.catalog.transaction() as conn:
+            self.catalog.add_click(conn, query=query, chunk_id=hit.chunk_id, text_hash=row.text_hash, path=hit.path,
+                                   rank=rank, shown=[h.chunk_id for h in shown])
 
     # -- status --------------------------------------------------------------------------------
 

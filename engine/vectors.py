@@ -30,6 +30,7 @@ DEFAULT_VECTOR_DTYPE = "i8"
 
 # HNSW graph settings. usearch's search default (64) loses recall on hard (near-uniform)
 # data; 128 costs a few hundredths of a millisecond per query, nothing next to a rerank.
+PARALLEL_ADD_MIN = 10_000  # batches smaller than this are added on one thread (see add)
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 128
@@ -174,7 +175,11 @@ class VectorIndex:
             present = np.asarray(self._index.contains(key_arr), dtype=bool)
             if present.any():
                 self._index.remove(key_arr[present])
-            self._index.add(key_arr, data)
+            # usearch's multi-threaded add occasionally leaves a vector unreachable in a small
+            # graph (seen here: 1 search in 500 missed the vector itself under CPU load); a single
+            # thread builds the same graph every time. Large rebuilds still use every core.
+            threads = 1 if key_arr.size < PARALLEL_ADD_MIN else 0
+            self._index.add(key_arr, data, threads=threads)
 
     def remove(self, keys: Iterable[int] | np.ndarray) -> None:
         """Drop chunk ids from the index; ids it does not hold are ignored."""

@@ -156,3 +156,31 @@ def test_threads_get_their_own_connections(tmp_path):
     t.join()
     assert seen == [1]
     assert isinstance(cat.conn, sqlite3.Connection)
+
+
+def test_migrates_a_version_1_catalog_keeping_its_data(tmp_path):
+    from engine import catalog as catalog_module
+
+    path = tmp_path / "c.db"
+    conn = sqlite3.connect(path)
+    for statement in catalog_module._split_sql(catalog_module._MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute("INSERT INTO files(path, size, mtime_ns, status) VALUES (?, 1, 1, 'indexed')", (b"/old.txt",))
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    cat = Catalog(path)
+    assert cat.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert list(cat.files()) == ["/old.txt"] and cat.clicks() == []
+
+
+def test_clicks_round_trip_and_are_forgotten_outside_roots(tmp_path):
+    cat = Catalog(tmp_path / "c.db")
+    with cat.transaction() as conn:
+        cat.add_click(conn, query="descale", chunk_id=7, text_hash="h", path="/a/x.pdf", rank=2, shown=[3, 7, 9])
+        cat.add_click(conn, query="tyres", chunk_id=8, text_hash="h2", path="/b/y.txt", rank=1, shown=[8])
+    [first, second] = cat.clicks()
+    assert (first.query, first.chunk_id, first.rank, first.shown, first.path) == ("descale", 7, 2, (3, 7, 9), "/a/x.pdf")
+    with cat.transaction() as conn:
+        assert cat.delete_clicks_outside(conn, ["/b"]) == 1
+    assert [c.query for c in cat.clicks()] == ["tyres"]

@@ -309,3 +309,15 @@ def test_status_report(make_engine, folder):
     assert s.files_by_status == {"indexed": 3, "corrupt": 1}
     assert s.chunks >= 3 and s.index_bytes > 0 and s.catalog_bytes > 0 and s.vector_dtype == "i8"
     assert [p.path for p in s.problems] == [str(folder / "bad.pdf")]
+
+
+def test_clicks_are_recorded_and_removing_the_folder_forgets_them(make_engine, folder):
+    engine = make_engine()
+    engine.add_folder(folder)
+    engine.index()
+    hits = engine.search("espresso descaling")
+    engine.record_click("espresso descaling", hits[0], rank=1, shown=hits)
+    [click] = engine.catalog.clicks()
+    assert click.chunk_id == hits[0].chunk_id and click.shown == tuple(h.chunk_id for h in hits)
+    engine.remove_folder(folder)
+    assert engine.catalog.clicks() == []
