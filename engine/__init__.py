@@ -12,7 +12,18 @@ from engine.errors import (
     SiftError,
 )
 from engine.paths import Paths, resolve_paths
-from engine.types import FileStatus, Hit, IndexReport, Page, ParsedFile, Problem, Progress, StatusReport
+from engine.types import (
+    FileStatus,
+    Hit,
+    IndexReport,
+    Page,
+    ParsedFile,
+    Passage,
+    Problem,
+    Progress,
+    StatusReport,
+    Why,
+)
 
 __all__ = [
     "BUNDLED_MODEL",
@@ -29,10 +40,12 @@ __all__ = [
     "Page",
     "ParseError",
     "ParsedFile",
+    "Passage",
     "Paths",
     "Problem",
     "Progress",
     "SiftError",
     "StatusReport",
+    "Why",
     "resolve_paths",
 ]

@@ -53,6 +53,30 @@ class Chunk:
     token_count: int
 
 
+Span = tuple[int, int]  # [start, end) character offsets into a snippet
+
+
+@dataclass(frozen=True, slots=True)
+class Why:
+    """How a passage came to rank where it did, for explanation and debugging."""
+
+    dense_rank: int | None = None      # 1-based rank in the vector search, None if not found there
+    keyword_rank: int | None = None    # 1-based rank in the BM25 search
+    fused_score: float = 0.0           # reciprocal-rank fusion of the two
+    rerank_score: float | None = None  # the cross-encoder's score, when a reranker ran
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A further matching passage of a document already in the results."""
+
+    chunk_id: int
+    page: int | None
+    snippet: str
+    highlights: tuple[Span, ...] = ()
+    score: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     """One document found by a search, with its best passage."""
@@ -62,10 +86,14 @@ class Hit:
     page: int | None
     snippet: str
     chunk_id: int
-    start: int
+    start: int                         # the best passage's offsets in its page's text
     end: int
     kind: str
     mtime: float
+    highlights: tuple[Span, ...] = ()  # query terms in `snippet`
+    why: Why | None = None
+    passages: tuple[Passage, ...] = ()  # more matches in the same document, best first
+    duplicates: tuple[str, ...] = ()    # other paths with the same content
 
 
 @dataclass(frozen=True, slots=True)
