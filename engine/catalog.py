@@ -124,6 +124,42 @@ class ChunkRow:
     text_hash: str
     kind: str | None
     mtime_ns: int
+    content_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkFilter:
+    """Which chunks a search may return: by file kind, folder and modification time."""
+
+    kinds: tuple[str, ...] = ()        # e.g. ("pdf", "docx"); empty means any
+    folders: tuple[str, ...] = ()      # absolute folder paths; empty means any
+    after_ns: int | None = None        # modified at or after
+    before_ns: int | None = None       # modified before
+
+    def __bool__(self) -> bool:
+        return bool(self.kinds or self.folders or self.after_ns is not None or self.before_ns is not None)
+
+    def sql(self) -> tuple[str, list]:
+        """A WHERE clause over `files f` (always valid, '1' when empty) and its parameters."""
+        clauses, params = ["1"], []
+        if self.kinds:
+            clauses.append(f"f.kind IN ({','.join('?' * len(self.kinds))})")
+            params += list(self.kinds)
+        if self.folders:
+            # Paths are BLOBs: a folder's files lie between "folder/" and "folder0" ('0' follows '/').
+            ors = []
+            for folder in self.folders:
+                prefix = _enc(folder.rstrip(os.sep) + os.sep)
+                ors.append("(f.path >= ? AND f.path < ?)")
+                params += [prefix, prefix[:-1] + bytes([prefix[-1] + 1])]
+            clauses.append("(" + " OR ".join(ors) + ")")
+        if self.after_ns is not None:
+            clauses.append("f.mtime_ns >= ?")
+            params.append(self.after_ns)
+        if self.before_ns is not None:
+            clauses.append("f.mtime_ns < ?")
+            params.append(self.before_ns)
+        return " AND ".join(clauses), params
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,9 +274,6 @@ class Catalog:
         r = self.conn.execute("SELECT * FROM files WHERE path = ?", (_enc(path),)).fetchone()
         return _file_row(r) if r else None
 
-    def files_with_hash(self, content_hash: str) -> list[FileRow]:
-        return [_file_row(r) for r in self.conn.execute("SELECT * FROM files WHERE content_hash = ?", (content_hash,))]
-
     def upsert_file(self, conn: sqlite3.Connection, *, path: str, size: int, mtime_ns: int,
                     content_hash: str | None, kind: str | None, status: FileStatus, reason: str = "") -> int:
         row = conn.execute(
@@ -341,11 +374,51 @@ class Catalog:
         out: dict[int, ChunkRow] = {}
         for i in range(0, len(ids), 500):
             part = [int(x) for x in ids[i:i + 500]]
-            q = f"""SELECT c.id, c.file_id, f.path, c.ordinal, c.page, c.start, c."end", c.text, c.text_hash, f.kind, f.mtime_ns
+            q = f"""SELECT c.id, c.file_id, f.path, c.ordinal, c.page, c.start, c."end", c.text, c.text_hash, f.kind, f.mtime_ns, f.content_hash
                     FROM chunks c JOIN files f ON f.id = c.file_id WHERE c.id IN ({','.join('?' * len(part))})"""
             for r in self.conn.execute(q, part):
                 out[r[0]] = ChunkRow(r[0], r[1], _dec(r[2]), *r[3:])
         return out
+
+    # -- search --------------------------------------------------------------------------------
+
+    def keyword_search(self, match: str, *, limit: int, where: ChunkFilter = ChunkFilter()) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score, higher is better) for an FTS5 MATCH expression, best first."""
+        clause, params = where.sql()
+        rows = self.conn.execute(
+            f"""SELECT c.id, -bm25(chunks_fts) AS score FROM chunks_fts
+                JOIN chunks c ON c.id = chunks_fts.rowid JOIN files f ON f.id = c.file_id
+                WHERE chunks_fts MATCH ? AND {clause} ORDER BY bm25(chunks_fts) LIMIT ?""",
+            (match, *params, limit))
+        return [(r[0], r[1]) for r in rows]
+
+    def chunk_ids_of_file(self, file_id: int) -> list[int]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE file_id = ? ORDER BY ordinal", (file_id,))]
+
+    def chunk_ids_where(self, where: ChunkFilter) -> np.ndarray:
+        clause, params = where.sql()
+        rows = self.conn.execute(f"SELECT c.id FROM chunks c JOIN files f ON f.id = c.file_id WHERE {clause}", params)
+        return np.fromiter((r[0] for r in rows), dtype=np.uint64)
+
+    def chunk_vectors(self, model_id: str, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 vectors) of these chunks, in no particular order; ids without a vector are left out."""
+        parts = list(self.iter_chunk_vectors(model_id, [int(c) for c in chunk_ids]))
+        if not parts:
+            return np.empty(0, dtype=np.uint64), np.empty((0, 0), dtype=np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def recent_files(self, *, limit: int, where: ChunkFilter = ChunkFilter()) -> list[int]:
+        """The first chunk of the most recently modified indexed files that match."""
+        clause, params = where.sql()
+        rows = self.conn.execute(
+            f"""SELECT MIN(c.id) FROM chunks c JOIN files f ON f.id = c.file_id
+                WHERE {clause} GROUP BY f.id ORDER BY f.mtime_ns DESC LIMIT ?""", (*params, limit))
+        return [r[0] for r in rows]
+
+    def paths_with_content(self, content_hash: str) -> list[str]:
+        rows = self.conn.execute("SELECT path FROM files WHERE content_hash = ? AND status = ? ORDER BY path",
+                                 (content_hash, str(FileStatus.INDEXED)))
+        return [_dec(r[0]) for r in rows]
 
     # -- clicks --------------------------------------------------------------------------------
 

@@ -146,6 +146,7 @@ def cmd_status(engine: Engine, args) -> int:
     print(f"Files: {counts}")
     print(f"Chunks: {s.chunks}")
     print(f"Model: {s.model}")
+    print(f"Reranker: {s.reranker}")
     print(f"Vector index: {s.vector_dtype}, {_size(s.index_bytes)}; catalog {_size(s.catalog_bytes)}")
     if s.problems:
         print(f"Could not index {len(s.problems)} files:")

@@ -48,6 +48,8 @@ class Config:
     chunk_overlap: int = 32
     parse_workers: int = 2                # worker processes; 0 parses in-process (no timeout)
     parse_timeout_s: float = 30.0
+    reranker: str = ""                    # a cross-encoder model folder; "" means none installed
+    use_reranker: bool = True             # stage 2 on/off, when one is installed
     embed_batch_size: int = 0             # 0 picks for the device: 32 on CPU, 128 on a GPU
 
     def validate(self) -> "Config":

@@ -21,14 +21,12 @@ from engine.errors import Cancelled, FolderError, SiftError
 from engine.indexer import Indexer, is_within, iter_paths
 from engine.paths import Paths, resolve_paths, samples_dir
 from engine.types import FileStatus, Hit, IndexReport, Problem, Progress, StatusReport
+from engine.rerank import CrossEncoderReranker, Reranker, import_reranker
+from engine.search import RERANK_MAX_TOKENS, Searcher, SearchResult
 from engine.vectors import IndexFileError, VectorIndex
 
 log = logging.getLogger(__name__)
 
-# Dense search asks the index for this many chunks per wanted document, since several of a
-# document's chunks often rank together.
-CHUNKS_PER_HIT = 5
-SNIPPET_CHARS = 240
 
 
 class Engine:
@@ -42,8 +40,12 @@ class Engine:
         self._embedder_lock = threading.Lock()
         self._vectors: VectorIndex | None = None
         self._vectors_lock = threading.RLock()
+        self._reranker: CrossEncoderReranker | None = None
         self._cancel = threading.Event()
         self._progress = Progress()
+        self._searcher = Searcher(catalog=self.catalog, embedder=lambda: self.embedder, vectors=self.vectors,
+                                  reranker=self.reranker, roots=self.roots,
+                                  precise_index=lambda: self._config.vector_dtype in ("f16", "f32"))
 
     @classmethod
     def open(cls, home: str | os.PathLike | None = None, *, embedder: Embedder | None = None) -> "Engine":
@@ -69,6 +71,7 @@ class Engine:
                 self._vectors = None
             if config.model != self._config.model or config.device != self._config.device:
                 self._embedder = None
+                self._reranker = None
         self._config = config
         return config
 
@@ -235,27 +238,55 @@ class Engine:
 
     # -- search --------------------------------------------------------------------------------
 
-    def search(self, query: str, *, limit: int = 10) -> list[Hit]:
-        """Documents whose passages are nearest the query in meaning, best first."""
-        query = query.strip()
-        if not query or limit < 1:
-            return []
-        vectors = self.vectors()
-        q = self.embedder.embed_query(query)
-        with self._vectors_lock:
-            keys, sims = vectors.search(q, limit * CHUNKS_PER_HIT)
-        rows = self.catalog.chunks_by_id([int(k) for k in keys])
-        hits: dict[int, Hit] = {}
-        for key, sim in zip(keys, sims):
-            row = rows.get(int(key))
-            if row is None or row.file_id in hits:
-                continue  # removed since the index was read, or a weaker chunk of a listed file
-            hits[row.file_id] = Hit(path=row.path, score=float(sim), page=row.page, snippet=_snippet(row.text),
-                                    chunk_id=row.id, start=row.start, end=row.end, kind=row.kind or "",
-                                    mtime=row.mtime_ns / 1e9)
-            if len(hits) == limit:
-                break
-        return list(hits.values())
+    def search(self, query: str, *, limit: int = 10, mode: str = "auto") -> list[Hit]:
+        """Documents best matching the query, best first; see `search_detailed` for the modes."""
+        return self.search_detailed(query, limit=limit, mode=mode).hits
+
+    def search_detailed(self, query: str, *, limit: int = 10, mode: str = "auto") -> SearchResult:
+        """Search with timings and the mode that ran.
+
+        Modes: "bm25" (keywords), "dense" (meaning), "hybrid" (both, fused), "rerank" (hybrid,
+        then the cross-encoder), "auto" (rerank when a reranker is installed and on, else hybrid).
+        The query may hold "exact phrases", -excluded words and type:pdf in:folder after:2024-01-01
+        before:2025-01-01 filters.
+        """
+        return self._searcher.search(query, limit=limit, mode=mode)
+
+    def similar(self, path: str, *, limit: int = 10) -> list[Hit]:
+        """Documents like the one at `path` (find-similar), itself left out."""
+        row = self.catalog.file(os.path.abspath(path))
+        if row is None:
+            raise SiftError(f"{path} is not indexed, so Sift cannot look for documents like it.")
+        ids = self.catalog.chunk_ids_of_file(row.id)
+        return self._searcher.similar(ids, limit=limit, exclude_file=row.id)
+
+    @property
+    def reranker_available(self) -> bool:
+        """True when a reranker is installed and turned on (search then runs both stages)."""
+        return bool(self._config.use_reranker and self._config.reranker and os.path.isdir(self._config.reranker))
+
+    def reranker(self) -> Reranker | None:
+        if not self.reranker_available:
+            return None
+        with self._embedder_lock:
+            if self._reranker is None or self._reranker.folder != Path(self._config.reranker).resolve():
+                self._reranker = CrossEncoderReranker(self._config.reranker, device=self._config.device,
+                                                      max_tokens=RERANK_MAX_TOKENS)
+            return self._reranker
+
+    def _reranker_status(self) -> str:
+        if not self._config.reranker:
+            return "none installed: search runs the first stage (keywords + meaning) alone"
+        name = Path(self._config.reranker).name
+        if not os.path.isdir(self._config.reranker):
+            return f"{name} is missing from {self._config.reranker}: search runs the first stage alone"
+        return name if self._config.use_reranker else f"{name} (turned off)"
+
+    def import_reranker(self, folder: str | os.PathLike) -> str:
+        """Copy a cross-encoder model folder into Sift's data folder and use it for stage 2."""
+        target = import_reranker(folder, self.paths.data / "models")
+        self.update_config(reranker=str(target), use_reranker=True)
+        return str(target)
 
     def record_click(self, query: str, hit: Hit, *, rank: int, shown: Sequence[Hit]) -> None:
         """Remember that a result was opened: the fine-tune wizard learns from these."""
@@ -279,14 +310,7 @@ class Engine:
         problems = tuple(Problem(r.path, r.status, r.reason) for r in self.catalog.problems())
         return StatusReport(folders=tuple(self.roots()), using_samples=self.using_samples,
                             files_by_status=self.catalog.counts_by_status(), chunks=self.catalog.chunk_count(),
-                            model=model_name, vector_dtype=self._config.vector_dtype, index_bytes=index_bytes,
+                            model=model_name, reranker=self._reranker_status(),
+                            vector_dtype=self._config.vector_dtype, index_bytes=index_bytes,
                             catalog_bytes=catalog_bytes, problems=problems)
-
-
-def _snippet(text: str) -> str:
-    flat = " ".join(text.split())
-    if len(flat) <= SNIPPET_CHARS:
-        return flat
-    cut = flat.rfind(" ", 0, SNIPPET_CHARS)
-    return flat[: cut if cut > SNIPPET_CHARS // 2 else SNIPPET_CHARS] + " …"
 

@@ -146,6 +146,7 @@ class StatusReport:
     files_by_status: dict[str, int] = field(default_factory=dict)
     chunks: int = 0
     model: str = ""
+    reranker: str = ""           # the stage-2 model, or why there is none
     vector_dtype: str = ""
     index_bytes: int = 0
     catalog_bytes: int = 0

@@ -1,0 +1,386 @@
+"""Two-stage search: dense ANN and BM25, fused by reciprocal rank, reranked, grouped by document."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from engine.catalog import Catalog, ChunkFilter, ChunkRow
+from engine.embed import Embedder
+from engine.errors import SiftError
+from engine.rerank import Reranker
+from engine.types import Hit, Passage, Span, Why
+from engine.vectors import VectorIndex
+
+MODES = ("auto", "bm25", "dense", "hybrid", "rerank")
+
+# Stage 1. Depths are in chunks; several chunks of one document often rank together, and
+# recall@100 is measured in documents, hence the generous depth.
+DENSE_DEPTH = 200
+KEYWORD_DEPTH = 200
+# The i8 index keeps about 5 bits per dimension (see engine/vectors.py), so it is asked for
+# this many times more candidates, which are then rescored with the catalog's f16 vectors.
+RESCORE_OVERSAMPLE = 3
+# With a filter this selective (chunks allowed), dense search scans the allowed vectors exactly
+# instead of filtering ANN results, so a filter never empties stage 1.
+EXACT_FILTER_MAX = 50_000
+# Reciprocal-rank fusion: score = Σ weight / (RRF_K + rank). Tuned on ../shared/data/ir
+# (Cranfield and CISI; see README): k = 60 as in the RRF paper, dense weighted a little higher.
+RRF_K = 60
+DENSE_WEIGHT = 1.0
+KEYWORD_WEIGHT = 1.0
+
+# Stage 2: a cross-encoder over this many fused candidates, passages cut to RERANK_MAX_TOKENS.
+# A pass over 100 × 256-token passages took ≈ 18 s on a 2-core CPU; 30 × 128 takes ≈ 2 s.
+RERANK_DEPTH = 30
+RERANK_MAX_TOKENS = 128
+RERANK_CACHE_SIZE = 20_000
+
+PASSAGES_PER_HIT = 3
+SNIPPET_CHARS = 240
+
+_STOPWORDS = frozenset("""a an and are as at be but by can do does for from has have how i if in into is it its
+of on or so than that the their there these this to was what when where which who why will with would you your
+""".split())
+_FILTER = re.compile(r'(?<!\S)(type|in|after|before):("[^"]*"|\S+)', re.IGNORECASE)
+_PHRASE = re.compile(r'(?<!\S)(-?)"([^"]+)"')
+_EXCLUDE = re.compile(r"(?<!\S)-(\w[\w'-]*)")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+# Suffix aliases for `type:` filters, onto the parser kinds stored in the catalog.
+_TYPE_ALIASES = {"doc": "docx", "word": "docx", "ppt": "pptx", "powerpoint": "pptx", "xls": "xlsx",
+                 "excel": "xlsx", "htm": "html", "md": "text", "txt": "text", "markdown": "text",
+                 "eml": "email", "mail": "email", "odt": "odf", "ods": "odf", "odp": "odf"}
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A query split into what each stage needs."""
+
+    raw: str
+    text: str                              # for the embedding model: filters and exclusions removed
+    terms: tuple[str, ...] = ()            # words to match and highlight
+    phrases: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+    where: ChunkFilter = field(default_factory=ChunkFilter)
+
+    def fts(self) -> str | None:
+        """The FTS5 MATCH expression: any term or phrase (BM25 ranks), none of the excluded."""
+        words = [t for t in self.terms if t not in _STOPWORDS] or list(self.terms)
+        parts = [_quote(w) for w in words] + [_quote(p) for p in self.phrases]
+        if not parts:
+            return None
+        expr = " OR ".join(parts)
+        if self.excluded:
+            expr = f"({expr}) NOT ({' OR '.join(_quote(x) for x in self.excluded)})"
+        return expr
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _date_ns(value: str) -> int:
+    try:
+        return int(datetime.fromisoformat(value).replace(tzinfo=timezone.utc).timestamp() * 1e9)
+    except ValueError:
+        raise SiftError(f"{value!r} is not a date; write dates as YYYY-MM-DD, e.g. after:2024-01-01.") from None
+
+
+def parse_query(raw: str, *, folders_base: Sequence[str] = ()) -> Query:
+    """Split `"exact phrase" -excluded type:pdf in:folder after:2024-01-01 words` into its parts."""
+    kinds, folders, after, before = [], [], None, None
+    for m in _FILTER.finditer(raw):
+        key, value = m.group(1).lower(), m.group(2).strip('"')
+        if key == "type":
+            kinds += [_TYPE_ALIASES.get(v, v) for v in value.lower().lstrip(".").split(",") if v]
+        elif key == "in":
+            folders.append(_resolve_folder(value, folders_base))
+        elif key == "after":
+            after = _date_ns(value)
+        else:
+            before = _date_ns(value)
+    rest = _FILTER.sub(" ", raw)
+    phrases, excluded = [], []
+    for m in _PHRASE.finditer(rest):
+        (excluded if m.group(1) else phrases).append(m.group(2).strip())
+    rest = _PHRASE.sub(lambda m: " " if m.group(1) else f" {m.group(2)} ", rest)
+    excluded += _EXCLUDE.findall(rest)
+    rest = _EXCLUDE.sub(" ", rest)
+    text = " ".join(rest.split())
+    terms = tuple(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
+    return Query(raw=raw, text=text, terms=terms, phrases=tuple(p for p in phrases if p),
+                 excluded=tuple(excluded),
+                 where=ChunkFilter(kinds=tuple(dict.fromkeys(kinds)), folders=tuple(folders),
+                                   after_ns=after, before_ns=before))
+
+
+def _resolve_folder(value: str, bases: Sequence[str]) -> str:
+    """`in:` takes an absolute path, or a folder name found under one of the roots."""
+    value = os.path.expanduser(value)
+    if os.path.isabs(value):
+        return os.path.normpath(value)
+    for base in bases:
+        candidate = os.path.join(base, value)
+        if os.path.isdir(candidate):
+            return os.path.normpath(candidate)
+    return os.path.normpath(os.path.join(bases[0], value)) if bases else os.path.abspath(value)
+
+
+# -- snippets -----------------------------------------------------------------------------------
+
+
+def _term_pattern(query: Query) -> re.Pattern | None:
+    """Query words as prefixes (so 'descale' lights up 'descaling'), and phrases verbatim."""
+    stems = sorted({t[: max(4, len(t) - 3)] if len(t) > 5 else t for t in query.terms if t not in _STOPWORDS},
+                   key=len, reverse=True)
+    alternatives = [re.escape(p) for p in query.phrases] + [r"\b" + re.escape(s) + r"\w*" for s in stems]
+    return re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
+
+
+def make_snippet(text: str, query: Query, width: int = SNIPPET_CHARS) -> tuple[str, tuple[Span, ...]]:
+    """A window of the text around the densest cluster of query words, and their spans in it."""
+    pattern = _term_pattern(query)
+    matches = [m.span() for m in pattern.finditer(text)] if pattern else []
+    start = 0
+    if matches and len(text) > width:
+        # The window start (at a match) that covers the most matches.
+        best, best_count = matches[0][0], 0
+        for i, (s, _) in enumerate(matches):
+            count = sum(1 for ms, me in matches[i:] if me <= s + width)
+            if count > best_count:
+                best, best_count = s, count
+        start = max(0, best - width // 4)
+        space = text.rfind(" ", 0, start)
+        start = space + 1 if space >= 0 and start - space < 30 else start
+    end = min(len(text), start + width)
+    if end < len(text):
+        space = text.rfind(" ", start + width // 2, end)
+        end = space if space > 0 else end
+    prefix = "… " if start > 0 else ""
+    suffix = " …" if end < len(text) else ""
+    # Collapse whitespace but keep the span arithmetic exact.
+    out, spans, mapped = [prefix], [], {}
+    pos = len(prefix)
+    prev_space = False
+    for i in range(start, end):
+        ch = text[i]
+        if ch.isspace():
+            if prev_space:
+                mapped[i] = pos
+                continue
+            ch, prev_space = " ", True
+        else:
+            prev_space = False
+        mapped[i] = pos
+        out.append(ch)
+        pos += 1
+    mapped[end] = pos
+    for s, e in matches:
+        if s >= start and e <= end:
+            spans.append((mapped[s], mapped[e - 1] + 1))
+    return "".join(out) + suffix, tuple(spans)
+
+
+# -- the pipeline -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Candidate:
+    chunk_id: int
+    dense_rank: int | None = None
+    keyword_rank: int | None = None
+    fused: float = 0.0
+    rerank: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    hits: list[Hit]
+    mode: str                         # the mode that actually ran
+    timings_ms: dict[str, float]
+    note: str = ""                    # e.g. why the reranker did not run
+
+
+class Searcher:
+    """Runs queries against one catalog, vector index, embedder and (optional) reranker."""
+
+    def __init__(self, *, catalog: Catalog, embedder: Callable[[], Embedder], vectors: Callable[[], VectorIndex],
+                 reranker: Callable[[], Reranker | None], roots: Callable[[], Sequence[str]],
+                 precise_index: Callable[[], bool]) -> None:
+        self.catalog = catalog
+        self._embedder = embedder
+        self._vectors = vectors
+        self._reranker = reranker
+        self._roots = roots
+        self._precise_index = precise_index
+        self._rerank_cache: OrderedDict[tuple[str, str, int], float] = OrderedDict()
+
+    def search(self, raw: str, *, limit: int = 10, mode: str = "auto") -> SearchResult:
+        if mode not in MODES:
+            raise SiftError(f"Unknown search mode {mode!r}; use one of {', '.join(MODES)}.")
+        timings: dict[str, float] = {}
+        query = parse_query(raw, folders_base=self._roots())
+        reranker = self._reranker() if mode in ("auto", "rerank") else None
+        note = ""
+        if mode == "rerank" and reranker is None:
+            note = "no reranker installed: results are from the first stage alone"
+        ran = "rerank" if reranker is not None else ("hybrid" if mode in ("auto", "rerank") else mode)
+        if limit < 1:
+            return SearchResult([], ran, timings, note)
+        if len(query.text.strip()) < 2 and not query.phrases:
+            if not query.where:
+                return SearchResult([], ran, timings, "type at least two characters")
+            # Only filters ("type:pdf"): the most recent matching documents.
+            ids = self.catalog.recent_files(limit=limit, where=query.where)
+            rows = self.catalog.chunks_by_id(ids)
+            cands = [_Candidate(i) for i in ids if i in rows]
+            return SearchResult(self._group(cands, rows, query, limit, score=lambda c: 1.0), "filter", timings, note)
+
+        cands: dict[int, _Candidate] = {}
+        if ran in ("dense", "hybrid", "rerank"):
+            t = time.perf_counter()
+            for rank, cid in enumerate(self._dense(query), 1):
+                cands.setdefault(cid, _Candidate(cid)).dense_rank = rank
+            timings["dense"] = (time.perf_counter() - t) * 1000
+        if ran in ("bm25", "hybrid", "rerank"):
+            t = time.perf_counter()
+            expr = query.fts()
+            if expr is not None:
+                for rank, (cid, _) in enumerate(self.catalog.keyword_search(expr, limit=KEYWORD_DEPTH,
+                                                                              where=query.where), 1):
+                    cands.setdefault(cid, _Candidate(cid)).keyword_rank = rank
+            timings["bm25"] = (time.perf_counter() - t) * 1000
+        for c in cands.values():
+            c.fused = (DENSE_WEIGHT / (RRF_K + c.dense_rank) if c.dense_rank else 0.0) + (
+                KEYWORD_WEIGHT / (RRF_K + c.keyword_rank) if c.keyword_rank else 0.0)
+        if query.excluded:  # the dense side knows nothing of `-word`: drop chunks containing one
+            banned = self.catalog.keyword_search(" OR ".join(_quote(x) for x in query.excluded),
+                                                 limit=len(cands) + 1_000_000, where=query.where)
+            for cid, _ in banned:
+                cands.pop(cid, None)
+        ranked = sorted(cands.values(), key=lambda c: (-c.fused, c.chunk_id))
+        rows = self.catalog.chunks_by_id([c.chunk_id for c in ranked])
+        ranked = [c for c in ranked if c.chunk_id in rows]
+
+        best_possible = (DENSE_WEIGHT if ran != "bm25" else 0) / (RRF_K + 1) + (
+            KEYWORD_WEIGHT if ran != "dense" else 0) / (RRF_K + 1)
+        score: Callable[[_Candidate], float] = lambda c: c.fused / best_possible
+        if reranker is not None and ranked:
+            t = time.perf_counter()
+            head = ranked[:RERANK_DEPTH]
+            self._rerank(reranker, query.text or raw, head, rows)
+            head.sort(key=lambda c: (-(c.rerank or 0.0), -c.fused))
+            ranked = head + ranked[RERANK_DEPTH:]
+            timings["rerank"] = (time.perf_counter() - t) * 1000
+            # Reranked passages first by the cross-encoder's probability, the rest below them.
+            score = lambda c: float(1 / (1 + np.exp(-c.rerank))) if c.rerank is not None else 0.0
+        t = time.perf_counter()
+        hits = self._group(ranked, rows, query, limit, score)
+        timings["group"] = (time.perf_counter() - t) * 1000
+        return SearchResult(hits, ran, timings, note)
+
+    def similar(self, chunk_ids: Sequence[int], *, limit: int, exclude_file: int | None) -> list[Hit]:
+        """Documents near the mean of these chunks' vectors (find-similar)."""
+        embedder = self._embedder()
+        _, vecs = self.catalog.chunk_vectors(embedder.model_id, chunk_ids)
+        if not len(vecs):
+            return []
+        q = vecs.mean(axis=0)
+        q /= np.linalg.norm(q) or 1.0
+        keys, _ = self._ann(q, DENSE_DEPTH, ChunkFilter())
+        rows = self.catalog.chunks_by_id(keys)
+        ranked = [_Candidate(int(k), dense_rank=r) for r, k in enumerate(keys, 1)
+                  if int(k) in rows and rows[int(k)].file_id != exclude_file]
+        for c in ranked:
+            c.fused = 1 / (RRF_K + c.dense_rank)
+        return self._group(ranked, rows, parse_query(""), limit, lambda c: c.fused * (RRF_K + 1))
+
+    # stage 1 ----------------------------------------------------------------------------------
+
+    def _dense(self, query: Query) -> list[int]:
+        embedder = self._embedder()
+        q = embedder.embed_query(query.text or " ".join(query.phrases))
+        keys, _ = self._ann(q, DENSE_DEPTH, query.where)
+        return [int(k) for k in keys]
+
+    def _ann(self, q: np.ndarray, depth: int, where: ChunkFilter) -> tuple[list[int], np.ndarray]:
+        """Nearest chunks to q, exact-rescored with the catalog's f16 vectors when the index is coarse."""
+        model_id = self._embedder().model_id
+        if where:
+            allowed = self.catalog.chunk_ids_where(where)
+            if len(allowed) <= EXACT_FILTER_MAX:
+                return self._exact(q, allowed, depth, model_id)
+            keys, _ = self._vectors().search(q, depth * RESCORE_OVERSAMPLE * 4)
+            keys = keys[np.isin(keys, allowed)]
+        else:
+            oversample = 1 if self._precise_index() else RESCORE_OVERSAMPLE
+            keys, sims = self._vectors().search(q, depth * oversample)
+            if oversample == 1:
+                return [int(k) for k in keys[:depth]], sims[:depth]
+        return self._exact(q, keys, depth, model_id)
+
+    def _exact(self, q: np.ndarray, ids: np.ndarray, depth: int, model_id: str) -> tuple[list[int], np.ndarray]:
+        found, vecs = self.catalog.chunk_vectors(model_id, ids.tolist())
+        if not len(found):
+            return [], np.empty(0, dtype=np.float32)
+        sims = vecs @ q
+        order = np.argsort(-sims, kind="stable")[:depth]
+        return [int(found[i]) for i in order], sims[order]
+
+    # stage 2 ----------------------------------------------------------------------------------
+
+    def _rerank(self, reranker: Reranker, text: str, cands: list[_Candidate], rows: dict[int, ChunkRow]) -> None:
+        todo = [c for c in cands if (reranker.model_id, text, c.chunk_id) not in self._rerank_cache]
+        if todo:
+            scores = reranker.score(text, [rows[c.chunk_id].text for c in todo])
+            for c, s in zip(todo, scores):
+                self._rerank_cache[(reranker.model_id, text, c.chunk_id)] = float(s)
+            while len(self._rerank_cache) > RERANK_CACHE_SIZE:
+                self._rerank_cache.popitem(last=False)
+        for c in cands:
+            key = (reranker.model_id, text, c.chunk_id)
+            c.rerank = self._rerank_cache[key]
+            self._rerank_cache.move_to_end(key)
+
+    # grouping -----------------------------------------------------------------------------------
+
+    def _group(self, ranked: list[_Candidate], rows: dict[int, ChunkRow], query: Query, limit: int,
+               score: Callable[[_Candidate], float]) -> list[Hit]:
+        """One hit per document (best chunk first), further chunks as passages, same content collapsed."""
+        docs: dict[object, tuple[_Candidate, list[_Candidate]]] = {}
+        for c in ranked:
+            row = rows[c.chunk_id]
+            key = row.content_hash or ("file", row.file_id)
+            if key in docs:
+                best, more = docs[key]
+                if rows[best.chunk_id].file_id == row.file_id and len(more) < PASSAGES_PER_HIT:
+                    more.append(c)
+            elif len(docs) < limit:
+                docs[key] = (c, [])
+        hits = []
+        for key, (best, more) in docs.items():
+            row = rows[best.chunk_id]
+            snippet, spans = make_snippet(row.text, query)
+            passages = []
+            for c in more:
+                prow = rows[c.chunk_id]
+                ptext, pspans = make_snippet(prow.text, query)
+                passages.append(Passage(chunk_id=c.chunk_id, page=prow.page, snippet=ptext, highlights=pspans,
+                                        score=score(c)))
+            duplicates = ()
+            if row.content_hash:
+                duplicates = tuple(p for p in self.catalog.paths_with_content(row.content_hash) if p != row.path)
+            hits.append(Hit(path=row.path, score=score(best), page=row.page, snippet=snippet, chunk_id=row.id,
+                            start=row.start, end=row.end, kind=row.kind or "", mtime=row.mtime_ns / 1e9,
+                            highlights=spans, passages=tuple(passages), duplicates=duplicates,
+                            why=Why(dense_rank=best.dense_rank, keyword_rank=best.keyword_rank,
+                                    fused_score=best.fused, rerank_score=best.rerank)))
+        return hits
