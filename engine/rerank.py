@@ -69,9 +69,12 @@ class CrossEncoderReranker:
         if not passages:
             return np.zeros(0, dtype=np.float32)
         model = self.model
+        from torch import nn
+
         with self._lock:
+            # Raw logits whatever activation the folder declares; the engine maps them to (0, 1).
             scores = model.predict([(query, p) for p in passages], batch_size=self.batch_size,
-                                   show_progress_bar=False, convert_to_numpy=True)
+                                   activation_fn=nn.Identity(), show_progress_bar=False, convert_to_numpy=True)
         return np.asarray(scores, dtype=np.float32).reshape(len(passages))
 
 

@@ -1,0 +1,224 @@
+"""The two-stage search: query syntax, fusion, filters, snippets, grouping, duplicates, reranking."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+import engine.search as search
+from engine.catalog import ChunkFilter, ChunkRow
+from engine.errors import SiftError
+from engine.search import _Candidate, _fuse, make_snippet, parse_query
+from tests.filemaker import make_pdf
+from tests.helpers import write
+
+ESPRESSO = "The espresso machine needs descaling every month to remove mineral deposits from the boiler."
+BIKE = "Road bike tyres should be inflated to the pressure printed on the sidewall of the tyre."
+BIRDS = "Migrating birds navigate using the magnetic field of the earth and the position of the stars."
+
+
+@pytest.fixture
+def engine(make_engine, docs):
+    write(docs / "coffee.txt", ESPRESSO)
+    write(docs / "bike" / "tyres.md", "# Tyres\n\n" + BIKE)
+    write(docs / "birds.html", f"<p>{BIRDS}</p>")
+    make_pdf(docs / "manual.pdf", ["Welcome to the Fernhill espresso machine.", "Milk frothing at 65 degrees.",
+                                   "Descaling removes mineral deposits. Run the descaling programme monthly."])
+    e = make_engine()
+    e.add_folder(docs)
+    e.index()
+    return e
+
+
+def names(hits):
+    return [os.path.basename(h.path) for h in hits]
+
+
+# query syntax ------------------------------------------------------------------------------------
+
+
+def test_parse_query_splits_filters_phrases_and_exclusions(tmp_path):
+    (tmp_path / "papers").mkdir()
+    q = parse_query('"mineral deposits" boiler -vinegar type:pdf,docx in:papers after:2024-01-02 before:2025-01-01',
+                    folders_base=[str(tmp_path)])
+    assert q.phrases == ("mineral deposits",) and q.excluded == ("vinegar",)
+    assert q.text == "mineral deposits boiler" and q.terms == ("mineral", "deposits", "boiler")
+    assert q.where.kinds == ("pdf", "docx") and q.where.folders == (str(tmp_path / "papers"),)
+    assert q.where.after_ns == 1704153600 * 10**9 and q.where.before_ns == 1735689600 * 10**9
+    assert q.fts() == '("mineral" OR "deposits" OR "boiler" OR "mineral deposits") NOT ("vinegar")'
+
+
+def test_query_aliases_stopwords_and_bad_dates():
+    assert parse_query("type:md notes").where.kinds == ("text",)
+    assert parse_query("how do I descale it").fts() == '"descale"'
+    assert parse_query("the of").fts() == '"the" OR "of"', "all stopwords: keep them rather than nothing"
+    assert parse_query("well-known \"quotes\" and 'apostrophes'").fts()  # never an FTS syntax error
+    with pytest.raises(SiftError, match="YYYY-MM-DD"):
+        parse_query("after:yesterday")
+
+
+# fusion ------------------------------------------------------------------------------------------
+
+
+def test_fusion_is_reciprocal_rank_over_documents(monkeypatch):
+    monkeypatch.setattr(search, "RRF_K", 10)
+    monkeypatch.setattr(search, "DENSE_WEIGHT", 2.0)
+    monkeypatch.setattr(search, "KEYWORD_WEIGHT", 1.0)
+    row = lambda cid, fid: ChunkRow(cid, fid, f"/{fid}", 0, None, 0, 1, "t", "h", "text", 0, None)
+    rows = {1: row(1, 100), 2: row(2, 100), 3: row(3, 200)}
+    cands = [_Candidate(1, dense_rank=1), _Candidate(2, keyword_rank=2), _Candidate(3, keyword_rank=1, dense_rank=2)]
+    _fuse(cands, rows)
+    doc_a = 2.0 / 11 + 1.0 / 12  # file 100: best dense rank 1 (chunk 1), keyword rank 2 (chunk 2)
+    doc_b = 2.0 / 12 + 1.0 / 11
+    assert cands[0].fused == pytest.approx(doc_a + 1e-3 * 2.0 / 11)
+    assert cands[1].fused == pytest.approx(doc_a + 1e-3 * 1.0 / 12)
+    assert cands[2].fused == pytest.approx(doc_b + 1e-3 * (2.0 / 12 + 1.0 / 11))
+
+
+# the pipeline ------------------------------------------------------------------------------------
+
+
+def test_each_mode_finds_the_obvious_document(engine):
+    for mode in ("bm25", "dense", "hybrid", "auto"):
+        result = engine.search_detailed("espresso descaling boiler", mode=mode)
+        assert names(result.hits)[0] in ("coffee.txt", "manual.pdf"), mode
+        assert result.mode == ("hybrid" if mode == "auto" else mode)
+    with pytest.raises(SiftError, match="Unknown search mode"):
+        engine.search("x y", mode="magic")
+
+
+def test_hits_carry_why_passages_pages_and_highlights(engine):
+    hits = engine.search("descaling programme mineral deposits", mode="hybrid")
+    pdf = next(h for h in hits if h.path.endswith("manual.pdf"))
+    assert pdf.page == 3 and pdf.kind == "pdf"
+    assert pdf.why.dense_rank and pdf.why.keyword_rank and pdf.why.fused_score > 0
+    words = {pdf.snippet[s:e].lower() for s, e in pdf.highlights}
+    assert {"descaling", "mineral", "deposits"} <= words
+    assert 0 < pdf.score <= 1
+
+
+def test_bm25_mode_needs_the_words(engine):
+    assert "birds.html" not in names(engine.search("descaling", mode="bm25"))
+    assert names(engine.search("magnetic stars", mode="bm25")) == ["birds.html"]
+
+
+def test_phrases_and_exclusions(engine):
+    assert names(engine.search('"mineral deposits"', mode="bm25")) == ["coffee.txt", "manual.pdf"] or \
+        set(names(engine.search('"mineral deposits"', mode="bm25"))) == {"coffee.txt", "manual.pdf"}
+    assert "coffee.txt" not in names(engine.search("descaling -boiler", mode="hybrid"))
+    assert "manual.pdf" in names(engine.search("descaling -boiler", mode="hybrid"))
+
+
+def test_filters_apply_inside_stage_one(engine, docs):
+    assert names(engine.search("espresso descaling type:pdf")) == ["manual.pdf"]
+    assert names(engine.search("tyre pressure in:bike")) == ["tyres.md"]
+    assert names(engine.search(f"tyre pressure in:{docs / 'bike'}")) == ["tyres.md"]
+    os.utime(docs / "coffee.txt", (1, 1))  # 1970
+    engine.index()
+    assert "coffee.txt" not in names(engine.search("espresso descaling after:2000-01-01"))
+    assert names(engine.search("espresso descaling before:2000-01-01")) == ["coffee.txt"]
+
+
+def test_filter_only_query_lists_recent_documents(engine, docs):
+    os.utime(docs / "manual.pdf", (time.time() + 60, time.time() + 60))
+    engine.index()
+    result = engine.search_detailed("type:pdf")
+    assert names(result.hits) == ["manual.pdf"] and result.mode == "filter"
+
+
+def test_empty_and_one_character_queries(engine):
+    assert engine.search("") == [] and engine.search("   ") == []
+    result = engine.search_detailed("x")
+    assert result.hits == [] and "two characters" in result.note
+
+
+def test_duplicates_collapse_into_one_hit(engine, docs):
+    write(docs / "copy" / "coffee-copy.txt", ESPRESSO)
+    engine.index()
+    hits = engine.search("espresso descaling boiler")
+    coffee = [h for h in hits if h.path.endswith(("coffee.txt", "coffee-copy.txt"))]
+    assert len(coffee) == 1 and len(coffee[0].duplicates) == 1
+
+
+def test_more_passages_of_the_same_document(make_engine, docs):
+    write(docs / "long.md", "\n\n".join(f"Section {i}. The descaling step {i} removes mineral deposits."
+                                         for i in range(30)))
+    e = make_engine(chunk_tokens=20, chunk_overlap=0)
+    e.add_folder(docs)
+    e.index()
+    [hit] = e.search("descaling mineral deposits")
+    assert 1 <= len(hit.passages) <= search.PASSAGES_PER_HIT
+    assert all(p.chunk_id != hit.chunk_id for p in hit.passages)
+
+
+def test_find_similar_leaves_the_source_out(engine, docs):
+    hits = engine.similar(str(docs / "coffee.txt"))
+    assert "coffee.txt" not in names(hits) and names(hits)[0] == "manual.pdf"
+    with pytest.raises(SiftError, match="not indexed"):
+        engine.similar(str(docs / "nope.txt"))
+
+
+# snippets ----------------------------------------------------------------------------------------
+
+
+def test_snippet_centres_on_the_matches_and_spans_are_exact():
+    text = ("Filler words about nothing in particular. " * 20 + "Then the descaling of the boiler. "
+            + "More filler text here. " * 20)
+    snippet, spans = make_snippet(text, parse_query("descale boiler"), width=120)
+    assert snippet.startswith("… ") and snippet.endswith(" …") and len(snippet) <= 125
+    assert [snippet[s:e] for s, e in spans] == ["descaling", "boiler"]
+
+
+def test_snippet_collapses_whitespace_and_keeps_phrases():
+    snippet, spans = make_snippet("Mineral\n\n   deposits   build up.", parse_query('"mineral deposits"'))
+    assert snippet == "Mineral deposits build up."
+    assert [snippet[s:e] for s, e in spans] == ["Mineral deposits"]
+
+
+def test_snippet_without_matches_is_the_start():
+    snippet, spans = make_snippet("Semantic match only. " * 30, parse_query("zebra"), width=60)
+    assert snippet.startswith("Semantic match only.") and spans == ()
+
+
+# reranking ---------------------------------------------------------------------------------------
+
+
+class WordOverlapReranker:
+    """A stand-in cross-encoder: scores by the share of query words in the passage."""
+
+    model_id = "overlap@1"
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, query, passages):
+        self.calls += 1
+        words = set(query.lower().split())
+        return np.array([len(words & set(p.lower().replace(".", " ").split())) - 1.5 for p in passages], np.float32)
+
+
+def test_rerank_orders_by_the_cross_encoder_and_caches(engine, monkeypatch):
+    reranker = WordOverlapReranker()
+    monkeypatch.setattr(engine, "reranker", lambda: reranker)
+    result = engine.search_detailed("migrating birds magnetic", mode="rerank")
+    assert result.mode == "rerank" and names(result.hits)[0] == "birds.html"
+    assert result.hits[0].why.rerank_score == pytest.approx(1.5)
+    assert result.hits[0].score == pytest.approx(1 / (1 + np.exp(-1.5)))
+    engine.search("migrating birds magnetic", mode="rerank")
+    assert reranker.calls == 1, "scores are cached per (query, chunk)"
+
+
+def test_without_a_reranker_rerank_mode_falls_back_and_says_so(engine):
+    assert not engine.reranker_available
+    result = engine.search_detailed("espresso", mode="rerank")
+    assert result.mode == "hybrid" and "no reranker" in result.note and result.hits
+    assert "none installed" in engine.status().reranker
+
+
+def test_filter_selectivity_switch(engine, monkeypatch):
+    monkeypatch.setattr(search, "EXACT_FILTER_MAX", 0)  # force ANN-then-filter
+    assert names(engine.search("espresso descaling type:pdf")) == ["manual.pdf"]
+    assert ChunkFilter(kinds=("pdf",)) and not ChunkFilter()
