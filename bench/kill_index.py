@@ -1,13 +1,28 @@
 """SIGKILL `sift index` at random moments and check that nothing is ever half-written.
 
-Each round edits, deletes, renames and adds a few files, starts an indexing run in a child process, kills it after a random delay, and then
-checks, in a fresh process: the catalog opens and passes SQLite's integrity check; every file
-is either fully indexed (chunks numbered 0..n-1, each with a vector) or absent; the vector index
-opens (rebuilt or repaired if it must be) with exactly the catalog's chunk ids; a search runs.
-A final run must then finish the work.
+Each round edits, deletes, renames and adds a few files, starts an indexing run in a child
+process and kills it with SIGKILL at a moment of one of these kinds, in turn:
 
-    python bench/kill_index.py --corpus ../shared/data/ir/cranfield --rounds 20     # real model
-    python bench/kill_index.py --synthetic 300 --rounds 5 --fake                    # seconds
+    timer        a random delay after the start
+    commit       right after the n-th catalog transaction commits (n random)
+    first-save   in a brand-new home, inside the very first saves of the vector index: before
+                 usearch writes, after it wrote the temporary file, before or after the rename
+                 over the old file, or after the checksum commit
+    mid-write    in a brand-new home, a random few milliseconds into the first full save
+                 (killed by this script, from outside, while usearch is writing)
+    rebuild      after the index file was deleted or damaged, while the next start rebuilds it
+                 from the catalog: between adds, or at any stage of its save
+    save         at a stage of a later save, over an existing index file
+
+After each kill, a fresh process checks: the catalog opens and passes SQLite's integrity check;
+every file is either fully indexed (chunks numbered 0..n-1, each with a vector) or absent; the
+vector index opens (rebuilt or repaired if it must be) with exactly the catalog's chunk ids; a
+search runs; and no file indexed before the round and untouched since was lost. A final run
+must then finish the work.
+
+    python bench/kill_index.py --corpus ../shared/data/ir/cranfield --rounds 50     # real model
+    python bench/kill_index.py --synthetic 400 --rounds 50 --fake                   # a minute
+    python bench/kill_index.py --synthetic 300 --rounds 5 --fake --moments timer    # the old test
 
 Prints a line per round and a summary; exits 1 if any check failed.
 """
@@ -18,6 +33,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,13 +89,99 @@ def mutate(docs: Path, rng: random.Random) -> None:
             f"A new note {i}: boiler pressure and wing lift measured again.", encoding="utf-8")
 
 
-def child_index(home: str, fake: bool) -> None:
+MOMENTS = ("timer", "commit", "first-save", "rebuild", "save", "mid-write")
+SAVE_STAGES = ("save-begin", "save-written", "before-rename", "after-rename", "checksum-committed")
+
+
+def instrument(plan: str | None) -> None:
+    """In the child: report each interesting point on stdout, and SIGKILL this process at the
+    n-th time the planned one is reached (plan "stage:n")."""
+    import collections
+    from contextlib import contextmanager
+
+    from usearch.index import Index
+
+    import engine.engine as engine_module
+    import engine.vectors as vectors_module
+    from engine.catalog import Catalog
+
+    stage, _, nth = (plan or "none:0").partition(":")
+    seen: collections.Counter = collections.Counter()
+
+    def reached(name: str) -> None:
+        seen[name] += 1
+        print(f"AT {name} {seen[name]}", flush=True)  # the parent may kill on this line (mid-write)
+        if name == stage and seen[name] == int(nth):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    real_save = Index.save
+
+    def save(self, path, *args, **kwargs):
+        reached("save-begin")
+        result = real_save(self, path, *args, **kwargs)
+        reached("save-written")
+        return result
+
+    Index.save = save
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        is_index = os.fspath(dst).endswith(".usearch")
+        if is_index:
+            reached("before-rename")
+        real_replace(src, dst, *args, **kwargs)
+        if is_index:
+            reached("after-rename")
+
+    vectors_module.os.replace = replace
+    real_save_vectors = engine_module.Engine._save_vectors
+
+    def save_vectors(self, index):
+        real_save_vectors(self, index)
+        reached("checksum-committed")
+
+    engine_module.Engine._save_vectors = save_vectors
+    real_transaction = Catalog.transaction
+
+    @contextmanager
+    def transaction(self):
+        with real_transaction(self) as conn:
+            yield conn
+        reached("commit")
+
+    Catalog.transaction = transaction
+    real_add = vectors_module.VectorIndex.add
+
+    def add(self, keys, vectors):
+        real_add(self, keys, vectors)
+        reached("index-add")
+
+    vectors_module.VectorIndex.add = add
+
+
+def child_index(home: str, fake: bool, plan: str | None) -> None:
     """Run in the child: one indexing run (the fake embedder keeps the test suite fast)."""
     from engine.embed import FakeEmbedder
     from engine.engine import Engine
 
+    instrument(plan)
     engine = Engine.open(home, embedder=FakeEmbedder() if fake else None)
     engine.index()
+
+
+def child_open(home: str, fake: bool, plan: str | None) -> None:
+    """Run in the child: open and search, which rebuilds a missing or damaged vector index."""
+    from engine.embed import FakeEmbedder
+    from engine.engine import Engine
+
+    import engine.vectors as vectors_module
+
+    instrument(plan)
+    print("AT rebuild-begin 1", flush=True)
+    engine = Engine.open(home, embedder=FakeEmbedder() if fake else None)
+    vectors_module.checksum_file  # noqa: B018 (imported for the damage helpers' symmetry)
+    engine.vectors()
+    engine.search("pressure distribution", limit=3)
 
 
 def check(home: str, fake: bool) -> list[str]:
@@ -108,12 +210,65 @@ def check(home: str, fake: bool) -> list[str]:
         problems.append(f"index keys differ from catalog: {len(keys - chunk_ids)} extra, {len(chunk_ids - keys)} missing")
     if chunk_ids and not engine.search("pressure distribution", limit=3):
         problems.append("search returned nothing")
-    print(json.dumps({"problems": problems, "files": len(rows), "chunks": len(chunk_ids)}))
+    indexed = {path: [row.size, row.mtime_ns] for path, row in engine.catalog.files().items()
+               if row.status == "indexed"}
+    print(json.dumps({"problems": problems, "files": len(rows), "chunks": len(chunk_ids), "indexed": indexed}))
     return problems
 
 
 def _python(*args: str) -> list[str]:
     return [sys.executable, __file__, *args]
+
+
+def damage(index_dir: Path, rng: random.Random) -> str:
+    """Delete, truncate or scribble on the saved vector index, so the next start rebuilds it."""
+    files = sorted(index_dir.glob("*.usearch"))
+    if not files:
+        return "no index file to damage"
+    path = files[0]
+    how = rng.choice(["deleted", "truncated", "flipped"])
+    if how == "deleted":
+        path.unlink()
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    else:
+        data = bytearray(path.read_bytes())
+        for _ in range(8):
+            data[rng.randrange(len(data))] ^= 0xFF
+        path.write_bytes(bytes(data))
+    return f"index {how}"
+
+
+def run_child(args: list[str], env: dict, *, kill_after: float | None = None,
+              kill_on: str | None = None, kill_delay: float = 0.0, timeout: float = 300) -> str:
+    """Run a child; SIGKILL it after kill_after seconds, or kill_delay after it prints kill_on."""
+    child = subprocess.Popen(_python(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + (kill_after if kill_after is not None else timeout)
+    outcome = "finished before the kill"
+    if kill_on is not None:
+        for line in child.stdout:
+            if line.strip() == kill_on:
+                time.sleep(kill_delay)
+                child.send_signal(signal.SIGKILL)
+                outcome = f"killed {kill_delay * 1000:.1f} ms after {kill_on.split()[1]}"
+                break
+        child.stdout.read()
+        child.wait()
+        return outcome
+    import threading
+
+    threading.Thread(target=child.stdout.read, daemon=True).start()  # drain, never block the child
+    try:
+        child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        if child.returncode == -signal.SIGKILL:
+            outcome = "killed itself at the planned point"
+        elif child.returncode != 0:
+            outcome = f"child failed with exit code {child.returncode}"
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        outcome = f"killed at {kill_after:.2f} s"
+    return outcome
 
 
 def main() -> int:
@@ -122,64 +277,119 @@ def main() -> int:
     src.add_argument("--corpus", type=Path, help="a BEIR collection folder (corpus.jsonl)")
     src.add_argument("--synthetic", type=int, metavar="N", help="N generated text files")
     ap.add_argument("--limit", type=int, help="use only the first N documents of the corpus")
-    ap.add_argument("--rounds", type=int, default=20)
-    ap.add_argument("--max-delay", type=float, default=None, help="latest kill, seconds after start")
+    ap.add_argument("--rounds", type=int, default=50)
+    ap.add_argument("--moments", default=",".join(MOMENTS),
+                    help=f"kinds of kill moments to take in turn (default: all of {', '.join(MOMENTS)})")
+    ap.add_argument("--max-delay", type=float, default=None, help="latest timer kill, seconds after start")
     ap.add_argument("--fake", action="store_true", help="use the fake embedder (fast; for the test suite)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", type=Path, help="keep files here instead of a temporary folder")
-    ap.add_argument("--child", choices=["index", "check"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["index", "open", "check"], help=argparse.SUPPRESS)
     ap.add_argument("--home", help=argparse.SUPPRESS)
+    ap.add_argument("--plan", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.child == "index":
-        child_index(args.home, args.fake)
+        child_index(args.home, args.fake, args.plan)
+        return 0
+    if args.child == "open":
+        child_open(args.home, args.fake, args.plan)
         return 0
     if args.child == "check":
         return 1 if check(args.home, args.fake) else 0
 
+    moments = [m.strip() for m in args.moments.split(",") if m.strip()]
+    if unknown := set(moments) - set(MOMENTS):
+        ap.error(f"unknown moments: {', '.join(sorted(unknown))}")
     rng = random.Random(args.seed)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="sift-kill-"))
-    docs, home = work / "docs", work / "home"
+    docs = work / "docs"
     if args.corpus:
         n = write_corpus(args.corpus, docs, args.limit)
     else:
         n = write_synthetic(docs, args.synthetic or 300)
-    env = {**os.environ, "SIFT_HOME": str(home)}
     fake = ["--fake"] if args.fake else []
-    subprocess.run([sys.executable, "-m", "engine.cli", "add-folder", str(docs)], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
     max_delay = args.max_delay or (3.0 if args.fake else 25.0)
-    print(f"{n} files in {docs}; {args.rounds} kills at 0–{max_delay:g} s after start")
+    print(f"{n} files in {docs}; {args.rounds} kills, in turn: {', '.join(moments)}")
 
+    def new_home(name: str) -> Path:
+        home = work / name
+        shutil.rmtree(home, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "engine.cli", "--home", str(home), "add-folder", str(docs)],
+                       check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+        return home
+
+    main_home = new_home("home")
+    indexed_before: dict[str, list[int]] = {}
     failures = 0
+    counts: dict[str, int] = {}
     for i in range(args.rounds):
         if i:
             mutate(docs, rng)
-        delay = rng.uniform(0.2, max_delay)
-        child = subprocess.Popen(_python("--child", "index", "--home", str(home), *fake), env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            child.wait(timeout=delay)
-            outcome = "finished before the kill"
-        except subprocess.TimeoutExpired:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-            outcome = f"killed at {delay:.1f} s"
+        moment = moments[i % len(moments)]
+        counts[moment] = counts.get(moment, 0) + 1
+        home = main_home
+        env = {**os.environ, "SIFT_HOME": str(home)}
+        index_args = ["--child", "index", "--home", str(home), *fake]
+        if moment == "timer":
+            outcome = run_child(index_args, env, kill_after=rng.uniform(0.2, max_delay))
+        elif moment == "commit":
+            k = rng.randint(1, 12)
+            outcome = run_child([*index_args, "--plan", f"commit:{k}"], env) + f" (commit {k})"
+        elif moment in ("first-save", "mid-write"):
+            home = new_home(f"home-first-{i}")
+            env = {**os.environ, "SIFT_HOME": str(home)}
+            index_args = ["--child", "index", "--home", str(home), *fake]
+            if moment == "first-save":
+                # Save 1 is the empty index made on first open; save 2 the first one with vectors.
+                plan = f"{rng.choice(SAVE_STAGES)}:{rng.choice([1, 2])}"
+                outcome = run_child([*index_args, "--plan", plan], env) + f" ({plan})"
+            else:
+                outcome = run_child(index_args, env, kill_on="AT save-begin 2", kill_delay=rng.uniform(0, 0.004))
+        elif moment == "rebuild":
+            hurt = damage(home / "data" / "index", rng)
+            open_args = ["--child", "open", "--home", str(home), *fake]
+            if rng.random() < 0.5:
+                plan = f"{rng.choice(SAVE_STAGES + ('index-add',))}:1"
+                outcome = run_child([*open_args, "--plan", plan], env) + f" ({hurt}; {plan})"
+            else:
+                outcome = run_child(open_args, env, kill_on="AT rebuild-begin 1",
+                                    kill_delay=rng.uniform(0.05, 0.6)) + f" ({hurt})"
+        else:  # "save": a later save over an existing file
+            plan = f"{rng.choice(SAVE_STAGES)}:2"
+            outcome = run_child([*index_args, "--plan", plan], env) + f" ({plan})"
         result = subprocess.run(_python("--child", "check", "--home", str(home), *fake), env=env,
                                 capture_output=True, text=True)
         report = json.loads(result.stdout.strip().splitlines()[-1]) if result.stdout.strip() else {
-            "problems": [f"check crashed: {result.stderr[-500:]}"], "files": "?", "chunks": "?"}
+            "problems": [f"check crashed: {result.stderr[-500:]}"], "files": "?", "chunks": "?", "indexed": {}}
+        if home == main_home:
+            # No committed work lost: what was indexed before the round and is unchanged on disk
+            # since (same size and mtime) must still be indexed.
+            lost = []
+            for path, stamp in indexed_before.items():
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:
+                    continue
+                if [st.st_size, st.st_mtime_ns] == stamp and path not in report["indexed"]:
+                    lost.append(path)
+            if lost:
+                report["problems"].append(f"{len(lost)} committed files lost, e.g. {lost[0]}")
+            indexed_before = report["indexed"]
         failures += bool(report["problems"])
-        print(f"round {i + 1:>2}: {outcome:<24} files {report['files']:>5}  chunks {report['chunks']:>6}  "
+        print(f"round {i + 1:>2} {moment:<10} {outcome:<58} files {report['files']:>5}  chunks {report['chunks']:>6}  "
               f"{'OK' if not report['problems'] else 'FAIL ' + '; '.join(report['problems'])}", flush=True)
 
+    env = {**os.environ, "SIFT_HOME": str(main_home)}
     t = time.monotonic()
-    final = subprocess.run(_python("--child", "index", "--home", str(home), *fake), env=env)
-    check_final = subprocess.run(_python("--child", "check", "--home", str(home), *fake), env=env,
+    final = subprocess.run(_python("--child", "index", "--home", str(main_home), *fake), env=env,
+                           stdout=subprocess.DEVNULL)
+    check_final = subprocess.run(_python("--child", "check", "--home", str(main_home), *fake), env=env,
                                  capture_output=True, text=True)
     report = json.loads(check_final.stdout.strip().splitlines()[-1])
     n = sum(1 for _ in docs.glob("*.txt"))
     complete = final.returncode == 0 and report["files"] == n and not report["problems"]
+    print(f"kill moments: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     print(f"final run: {time.monotonic() - t:.1f} s, {report['files']}/{n} files, "
           f"{'complete' if complete else 'INCOMPLETE ' + '; '.join(report['problems'])}")
     print(f"{args.rounds - failures} of {args.rounds} kills left a consistent catalog and index")

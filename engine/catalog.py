@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import CatalogError
+from engine.errors import CatalogError, DiskFullError
 from engine.types import Chunk, FileStatus
 
 SCHEMA_VERSION = 2
@@ -191,7 +192,15 @@ class Catalog:
     # -- connections and transactions ------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        new = not self.path.exists()
+        # Create the file private before SQLite opens it: SQLite gives the -wal and -shm files
+        # the database file's mode, so they are born 0600 too (no window with the umask's 0644).
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            if DiskFullError.caused(exc, self.path.parent):
+                raise DiskFullError(self.path.parent, "create its catalog") from exc
+            raise CatalogError(f"The catalog {self.path} cannot be created ({exc}). Check that its "
+                               "folder exists and is writable.") from exc
         try:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
             conn.row_factory = sqlite3.Row
@@ -200,12 +209,13 @@ class Catalog:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA secure_delete=ON")   # deleted text is overwritten, not left in free pages
         except sqlite3.DatabaseError as exc:
+            if DiskFullError.caused(exc, self.path.parent):
+                raise DiskFullError(self.path.parent, "open its catalog") from exc
             raise CatalogError(
                 f"The catalog {self.path} cannot be opened ({exc}). Move it aside and run `sift index` "
                 "to build a new one."
             ) from exc
-        if new:
-            os.chmod(self.path, 0o600)
+        _make_private(self.path)
         return conn
 
     @property
@@ -220,13 +230,21 @@ class Catalog:
         """All or nothing: a crash inside leaves the catalog as it was before."""
         conn = self.conn
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # SQLite has already rolled back after some errors (SQLITE_FULL among them);
+                    # a second ROLLBACK would raise and hide the error that matters.
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                if DiskFullError.caused(exc, self.path.parent):
+                    raise DiskFullError(self.path.parent, "save its catalog") from exc
                 raise
-            conn.execute("COMMIT")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -265,6 +283,12 @@ class Catalog:
         conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                      (key, value))
 
+    def meta_keys(self, prefix: str) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT key FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))]
+
+    def delete_meta(self, conn: sqlite3.Connection, key: str) -> None:
+        conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     # -- files ---------------------------------------------------------------------------------
 
     def files(self) -> dict[str, FileRow]:
@@ -273,6 +297,18 @@ class Catalog:
     def file(self, path: str) -> FileRow | None:
         r = self.conn.execute("SELECT * FROM files WHERE path = ?", (_enc(path),)).fetchone()
         return _file_row(r) if r else None
+
+    def files_at_or_under(self, paths: Iterable[str]) -> dict[str, FileRow]:
+        """Files at each path or below it (a folder): a range scan of the path index per path."""
+        sep = os.fsencode(os.sep)
+        after_sep = bytes([sep[0] + 1])  # every path below p sorts in [p + sep, p + after_sep)
+        out: dict[str, FileRow] = {}
+        for path in paths:
+            p = _enc(path.rstrip(os.sep) or os.sep)
+            rows = self.conn.execute("SELECT * FROM files WHERE path = ? OR (path >= ? AND path < ?)",
+                                     (p, p.rstrip(sep) + sep, p.rstrip(sep) + after_sep))
+            out.update((row.path, row) for row in map(_file_row, rows))
+        return out
 
     def upsert_file(self, conn: sqlite3.Connection, *, path: str, size: int, mtime_ns: int,
                     content_hash: str | None, kind: str | None, status: FileStatus, reason: str = "") -> int:
@@ -306,6 +342,21 @@ class Catalog:
             removed += [r[0] for r in conn.execute("DELETE FROM chunks WHERE file_id = ? RETURNING id", (fid,))]
             conn.execute("DELETE FROM files WHERE id = ?", (fid,))
         return removed
+
+    def purge_deleted_text(self) -> None:
+        """Leave none of the deleted text in the database files, for a removed folder.
+
+        An FTS5 delete only adds a tombstone: the words stay in older index segments until they
+        are merged, so merge them all ('optimize'). secure_delete zeroes the freed pages, but in
+        WAL mode the database file keeps the old pages until a checkpoint copies the new ones
+        in, and the WAL keeps old page images until it is reset: checkpoint and truncate it.
+        Costs a rewrite of the keyword index, so it runs when a folder is removed, not per file.
+        """
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+        busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:  # a reader holds an old snapshot; SQLite checkpoints again when it is done
+            logging.getLogger(__name__).warning("could not checkpoint the catalog yet: a reader is busy")
 
     # -- chunks and vectors ----------------------------------------------------------------------
 
@@ -463,6 +514,16 @@ def _batched_vectors(cursor: sqlite3.Cursor, batch: int) -> Iterator[tuple[np.nd
         ids = np.array([r[0] for r in rows], dtype=np.uint64)
         vecs = np.stack([np.frombuffer(r[1], dtype=np.float16) for r in rows]).astype(np.float32)
         yield ids, vecs
+
+
+def _make_private(db: Path) -> None:
+    """Readable by this user only: the catalog and its WAL hold the text of every document."""
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        try:
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except OSError:
+            pass  # not created yet (it will inherit the database's mode), or not ours to change
 
 
 def _split_sql(script: str) -> list[str]:

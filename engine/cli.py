@@ -141,7 +141,8 @@ def cmd_status(engine: Engine, args) -> int:
     if s.using_samples:
         print("Folders: none chosen yet; searching the bundled sample documents.")
     else:
-        print("Folders:\n" + "\n".join(f"  {f}" for f in s.folders))
+        print("Folders:\n" + "\n".join(f"  {f}" + ("  (offline: not there now; its files are kept)"
+                                                   if f in s.offline else "") for f in s.folders))
     counts = ", ".join(f"{n} {status}" for status, n in sorted(s.files_by_status.items())) or "nothing indexed yet"
     print(f"Files: {counts}")
     print(f"Chunks: {s.chunks}")
@@ -152,6 +153,50 @@ def cmd_status(engine: Engine, args) -> int:
         print(f"Could not index {len(s.problems)} files:")
         for p in s.problems:
             print(f"  {p.status:<11} {p.path}: {p.reason}")
+    return EXIT_OK
+
+
+def _service_text(p: Progress, folders: int) -> str:
+    """One line for the background service when it is not in the middle of a run."""
+    parts = ["Paused" if p.paused else "Up to date"]
+    if p.watching:
+        parts.append(f"watching {folders} folder{'s' if folders != 1 else ''}")
+    if p.files_queued:
+        parts.append(f"{p.files_queued} changes waiting")
+    if p.offline:
+        parts.append("offline: " + ", ".join(p.offline))
+    text = " · ".join(parts)
+    return f"Waiting to retry: {p.error}" if p.error else text
+
+
+def cmd_watch(engine: Engine, args) -> int:
+    """Index in the foreground: everything that changed since last time, then each change as it happens."""
+    service = engine.start_service()
+    folders = len(engine.config.folders) or 1
+    where = "the bundled samples" if engine.using_samples else ", ".join(engine.config.folders)
+    every = engine.config.reconcile_interval_min
+    print(f"Watching {where}{f' (full rescan every {every} min)' if every else ''}. Press Ctrl+C to stop.",
+          file=sys.stderr)
+    line = _ProgressLine()
+    shown = ""
+    try:
+        while service.running:
+            p = engine.progress()
+            if p.phase in ("scanning", "indexing"):
+                if not args.quiet:
+                    line(p)
+                shown = ""
+            elif (text := _service_text(p, folders)) != shown:
+                shown = text
+                line.done()
+                print(text, file=sys.stderr, flush=True)
+            time.sleep(0.2)  # how often the terminal line is refreshed
+    except KeyboardInterrupt:
+        pass
+    finally:
+        line.done()
+        engine.stop_service()
+    print("Stopped watching. Everything indexed so far is kept.", file=sys.stderr)
     return EXIT_OK
 
 
@@ -167,6 +212,28 @@ def cmd_tour(engine: Engine, args) -> int:
         _print_hits(engine.search(query, limit=3))
     print("\nNext: `sift add-folder ~/Documents`, `sift index`, then `sift search \"your question\"`.")
     print("      `sift status` shows what is indexed and which files could not be read, and why.")
+    return EXIT_OK
+
+
+def cmd_eval(engine: Engine, args) -> int:
+    """Score each search mode on a BEIR collection, in a Sift home of its own (never the user's index)."""
+    from engine.evaluate import evaluate, format_table
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else None
+    if args.limit_queries is not None and args.limit_queries < 1:
+        raise SiftError("--limit-queries must be at least 1.")
+    line = _ProgressLine()
+
+    def log(message: str) -> None:
+        line.done()
+        print(message, file=sys.stderr, flush=True)
+
+    try:
+        result = evaluate(args.dir, modes=modes, home=args.eval_home, keep=args.keep,
+                          limit_queries=args.limit_queries, settings=engine.config, log=log, on_progress=line)
+    finally:
+        line.done()
+    print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else format_table(result))
     return EXIT_OK
 
 
@@ -197,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("tour", help="index (the bundled samples at first) and show example searches")
     p.set_defaults(func=cmd_tour)
+    p = sub.add_parser("watch", help="keep the index up to date as files change, until Ctrl+C")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar while indexing")
+    p.set_defaults(func=cmd_watch)
+    p = sub.add_parser("eval", help="measure search quality on a BEIR test collection (nDCG@10, recall, MRR, latency)")
+    p.add_argument("dir", metavar="DIR", help="folder with corpus.jsonl, queries.jsonl and qrels.tsv")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--modes", metavar="LIST", help="comma-separated, from bm25,dense,hybrid,rerank "
+                   "(default: all; rerank when a reranker is installed)")
+    p.add_argument("--home", dest="eval_home", metavar="DIR",
+                   help="index in this Sift home (default: a temporary one; your own index is never used)")
+    p.add_argument("--keep", metavar="DIR", help="keep the written corpus and its index in DIR; a re-run reuses them")
+    p.add_argument("--limit-queries", type=int, metavar="N", help="evaluate only the first N judged queries")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 
@@ -204,6 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import multiprocessing
 
     multiprocessing.freeze_support()  # parse workers in a frozen (PyInstaller) build
+    for stream in (sys.stdout, sys.stderr):
+        # A file name that is not valid UTF-8 reaches us with surrogate escapes; print its own
+        # bytes, as ls does, rather than fail on it.
+        if hasattr(stream, "reconfigure") and (getattr(stream, "encoding", "") or "").lower().replace("-", "") == "utf8":
+            stream.reconfigure(errors="surrogateescape")
     args = build_parser().parse_args(argv)
     if args.verbose:
         import logging

@@ -51,6 +51,9 @@ class Config:
     reranker: str = ""                    # a cross-encoder model folder; "" means none installed
     use_reranker: bool = True             # stage 2 on/off, when one is installed
     embed_batch_size: int = 0             # 0 picks for the device: 32 on CPU, 128 on a GPU
+    watch: bool = True                    # follow the folders live while Sift runs
+    reconcile_interval_min: int = 60      # full rescan this often, since watch events can be lost; 0 = never
+    low_priority: bool = True             # background indexing yields the CPU to everything else
 
     def validate(self) -> "Config":
         problems = []
@@ -64,6 +67,8 @@ class Config:
             problems.append("chunk_overlap must be at least 0 and less than half of chunk_tokens")
         if self.max_file_mb < 1:
             problems.append("max_file_mb must be at least 1")
+        if self.reconcile_interval_min < 0:
+            problems.append("reconcile_interval_min must be 0 (never) or more")
         if self.parse_workers < 0 or self.parse_timeout_s <= 0 or self.embed_batch_size < 0:
             problems.append("parse_workers must be ≥ 0, parse_timeout_s > 0 and embed_batch_size ≥ 0")
         if problems:

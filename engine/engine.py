@@ -7,7 +7,8 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -17,8 +18,9 @@ import numpy as np
 from engine.catalog import Catalog
 from engine.config import Config, load_config, save_config
 from engine.embed import Embedder, SentenceTransformerEmbedder, resolve_model
-from engine.errors import Cancelled, FolderError, SiftError
-from engine.indexer import Indexer, is_within, iter_paths
+from engine.errors import Cancelled, DiskFullError, FolderError, SiftError
+from engine.indexer import Indexer, forget_root_devices, is_within, iter_paths, offline_roots
+from engine.parse.runner import ParseRunner
 from engine.paths import Paths, resolve_paths, samples_dir
 from engine.types import FileStatus, Hit, IndexReport, Problem, Progress, StatusReport
 from engine.rerank import CrossEncoderReranker, Reranker, import_reranker
@@ -43,8 +45,9 @@ class Engine:
         self._reranker: CrossEncoderReranker | None = None
         self._cancel = threading.Event()
         self._progress = Progress()
+        self._service = None  # the background IndexService, while one runs (see the last section)
         self._searcher = Searcher(catalog=self.catalog, embedder=lambda: self.embedder, vectors=self.vectors,
-                                  reranker=self.reranker, roots=self.roots,
+                                  reranker=lambda: self.reranker(), roots=self.roots,
                                   precise_index=lambda: self._config.vector_dtype in ("f16", "f32"))
 
     @classmethod
@@ -54,6 +57,7 @@ class Engine:
         return cls(paths, embedder=embedder)
 
     def close(self) -> None:
+        self.stop_service()
         self.catalog.close()
 
     # -- settings and folders ------------------------------------------------------------------
@@ -92,8 +96,9 @@ class Engine:
                 raise FolderError(f"{path} is already searched as part of {existing}.")
         # A new folder that contains chosen folders replaces them.
         folders = [f for f in self._config.folders if not is_within(f, [path])] + [path]
-        self.update_config(folders=tuple(sorted(folders)))
-        self._forget_outside(self._config.folders)  # the samples, once the user has folders of their own
+        with self._background_paused():
+            self.update_config(folders=tuple(sorted(folders)))
+            self._forget_outside(self._config.folders)  # the samples, once the user has folders of their own
         return path
 
     def remove_folder(self, folder: str | os.PathLike) -> int:
@@ -102,8 +107,9 @@ class Engine:
         if path not in self._config.folders:
             listed = ", ".join(self._config.folders) or "none"
             raise FolderError(f"{path} is not one of Sift's folders (they are: {listed}).")
-        self.update_config(folders=tuple(f for f in self._config.folders if f != path))
-        return self._forget_outside(self._config.folders)
+        with self._background_paused():  # so no batch in flight writes the folder's files back
+            self.update_config(folders=tuple(f for f in self._config.folders if f != path))
+            return self._forget_outside(self._config.folders)
 
     def _forget_outside(self, roots: tuple[str, ...]) -> int:
         keep = [r.rstrip(os.sep) + os.sep for r in roots]
@@ -115,10 +121,17 @@ class Engine:
             chunk_ids = self.catalog.delete_files(conn, doomed)
             self.catalog.prune_embeddings(conn)
             self.catalog.delete_clicks_outside(conn, roots)
+            forget_root_devices(self.catalog, conn, roots)
+        self.catalog.purge_deleted_text()
         with self._vectors_lock:
-            if self._vectors is not None:
-                self._vectors.remove(chunk_ids)
+            if chunk_ids and (self._vectors is not None or any(self.paths.index_dir.glob("*.usearch"))):
+                # usearch keeps a removed vector's bytes in the file, so build a fresh index from
+                # the catalog (no embedding needed), and drop the files of other settings.
+                self._vectors = self._rebuilt_vectors()
                 self._save_vectors(self._vectors)
+                for other in self.paths.index_dir.glob("*.usearch"):
+                    if other != self._index_path():
+                        other.unlink(missing_ok=True)
         return len(doomed)
 
     # -- models and the vector index -------------------------------------------------------------
@@ -149,12 +162,18 @@ class Engine:
         path = self._index_path()
         model_id, ndim, dtype = self.embedder.model_id, self._ndim(), self._config.vector_dtype
         checksum = self.catalog.get_meta(self._checksum_key(path))
+        _remove_stale_temp_files(path)
         try:
+            if checksum is None and path.exists():
+                # Saved, then killed before its checksum was committed: it may be whole, but an
+                # unverified file can crash usearch, and the catalog rebuilds it in seconds.
+                raise IndexFileError(f"vector index {path} has no recorded checksum; rebuilding it")
             index = VectorIndex.load(path, ndim=ndim, dtype=dtype, checksum=checksum)
         except IndexFileError as exc:
             if path.exists() or checksum:
                 log.warning("rebuilding the vector index from the catalog: %s", exc)
             index = VectorIndex(ndim=ndim, dtype=dtype)
+            checksum = None  # so the rebuilt index is saved below, even when it is empty
         # The saved file can lag the catalog (a crash after a commit); chunk ids are never reused,
         # so the difference of key sets is exactly what to add and remove.
         in_catalog = self.catalog.chunk_ids()
@@ -163,8 +182,18 @@ class Engine:
         index.remove(extra)
         for ids, vecs in self.catalog.iter_chunk_vectors(model_id, missing.tolist()):
             index.add(ids, vecs)
-        if len(extra) or len(missing) or not path.exists():
-            self._save_vectors(index)
+        if len(extra) or len(missing) or checksum is None or not path.exists():
+            try:
+                self._save_vectors(index)
+            except SiftError as exc:  # a full disk must not stop search: the index in memory is right
+                log.warning("could not save the repaired vector index (the next start repairs it again): %s", exc)
+        return index
+
+    def _rebuilt_vectors(self) -> VectorIndex:
+        """A new vector index holding exactly the catalog's chunks, from their stored vectors."""
+        index = VectorIndex(ndim=self._ndim(), dtype=self._config.vector_dtype)
+        for ids, vecs in self.catalog.iter_chunk_vectors(self.embedder.model_id):
+            index.add(ids, vecs)
         return index
 
     def _ndim(self) -> int:
@@ -179,7 +208,13 @@ class Engine:
 
     def _save_vectors(self, index: VectorIndex) -> None:
         path = self._index_path()
-        checksum = index.save(path)
+        try:
+            checksum = index.save(path)
+        except IndexFileError as exc:
+            # usearch reports a full disk only as "failed to serialize"; free space tells.
+            if DiskFullError.caused(exc, path.parent, needed=index.file_bytes() + (1 << 20)):
+                raise DiskFullError(path.parent, "save its vector index") from exc
+            raise
         os.chmod(path, 0o600)
         with self.catalog.transaction() as conn:
             self.catalog.set_meta(conn, self._checksum_key(path), checksum)
@@ -188,14 +223,21 @@ class Engine:
 
     def progress(self) -> Progress:
         """The latest progress snapshot; cheap, callable from any thread."""
-        return self._progress
+        service = self._service
+        return service.progress() if service is not None else self._progress
 
     def cancel(self) -> None:
         """Ask a running `index()` to stop after its current batch (it raises Cancelled)."""
         self._cancel.set()
 
-    def index(self, *, on_progress: Callable[[Progress], None] | None = None) -> IndexReport:
-        """Bring the catalog and the vector index in line with the folders. Raises Cancelled."""
+    def index(self, *, paths: Iterable[str] | None = None, on_progress: Callable[[Progress], None] | None = None,
+              parse_runner: ParseRunner | None = None) -> IndexReport:
+        """Bring the catalog and the vector index in line with the folders. Raises Cancelled.
+
+        With `paths` (files or folders that changed, from a watcher), only those are looked at.
+        `parse_runner`: a long-lived one to reuse (the background service keeps one, so small
+        batches do not start parse workers each time); by default each run starts its own.
+        """
         self._cancel.clear()
 
         def report(p: Progress) -> None:
@@ -205,21 +247,24 @@ class Engine:
 
         with self._exclusive():
             vectors = self.vectors()
+            version = vectors.version
             indexer = Indexer(catalog=self.catalog, embedder=self.embedder, config=self._config,
-                              roots=self.roots(), vectors=vectors, cancel=self._cancel, on_progress=report)
+                              roots=self.roots(), vectors=vectors, cancel=self._cancel, on_progress=report,
+                              parse_runner=parse_runner)
             try:
-                return indexer.run()
+                return indexer.run(paths=paths)
             except Cancelled:
                 report(dataclasses.replace(indexer.progress, phase="cancelled"))
                 raise
             finally:
-                with self._vectors_lock:
-                    self._save_vectors(vectors)
+                if vectors.version != version:  # a watcher's no-op batch must not rewrite the file
+                    with self._vectors_lock:
+                        self._save_vectors(vectors)
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
         """One indexing run per Sift home, across processes."""
-        lock_file = open(self.paths.lock, "a+")
+        lock_file = os.fdopen(os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o600), "r+")
         try:
             try:
                 import fcntl
@@ -312,5 +357,61 @@ class Engine:
                             files_by_status=self.catalog.counts_by_status(), chunks=self.catalog.chunk_count(),
                             model=model_name, reranker=self._reranker_status(),
                             vector_dtype=self._config.vector_dtype, index_bytes=index_bytes,
-                            catalog_bytes=catalog_bytes, problems=problems)
+                            catalog_bytes=catalog_bytes, problems=problems,
+                            offline=tuple(offline_roots(self.roots(), self.catalog)))
 
+    # -- watching and the background service ---------------------------------------------------
+
+    def start_service(self, **options) -> "IndexService":
+        """Index continuously in the background: a full pass now, then whatever changes.
+
+        Folders are watched live (when the `watch` setting is on), rescanned every
+        `reconcile_interval_min`, and followed when they go offline and come back. Progress,
+        pause and resume go through the returned service; `progress()` shows its snapshot.
+        Options go to IndexService (for tests and tools). Calling it again returns the running one.
+        """
+        from engine.service import IndexService
+
+        if self._service is None:
+            service = IndexService(self, **options)
+            service.start()
+            self._service = service
+        return self._service
+
+    def stop_service(self, timeout: float = 30.0) -> None:
+        """Stop the background service, if one runs; work in flight stops at its next batch."""
+        service, self._service = self._service, None
+        if service is not None:
+            service.stop(timeout=timeout)
+
+    @property
+    def service(self) -> "IndexService | None":
+        return self._service
+
+    def offline_roots(self) -> list[str]:
+        """Chosen folders that are not there now (unplugged, unmounted): their files are kept."""
+        return offline_roots(self.roots(), self.catalog)
+
+    @contextmanager
+    def _background_paused(self) -> Iterator[None]:
+        """Hold the background service still (its batch in flight cancelled) for a folder change."""
+        service = self._service
+        if service is None:
+            yield
+            return
+        with service.held():
+            yield
+
+
+def _remove_stale_temp_files(index_path: Path, older_than_s: float = 600.0) -> None:
+    """Delete temporary index files left by a process killed mid-save (they hold vectors).
+
+    Only old ones: a younger one may be another process's save in progress.
+    """
+    now = time.time()
+    for tmp in index_path.parent.glob(f".{index_path.name}.*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > older_than_s:
+                tmp.unlink()
+        except OSError:
+            pass

@@ -5,6 +5,7 @@
     ├── FolderError              a folder to add/remove does not exist, overlaps, or is not known
     ├── ModelError               an embedding model cannot be found or loaded
     ├── CatalogError             the catalog is unreadable or from a newer Sift
+    ├── DiskFullError            the disk holding Sift's data is full; nothing committed is lost
     └── ParseError               one file could not be turned into text (carries a FileStatus)
 
     Cancelled                    not an error: raised when the caller cancels long work; not a
@@ -14,6 +15,10 @@ Every message says what happened and what to do about it.
 """
 
 from __future__ import annotations
+
+import errno
+import os
+import shutil
 
 
 class SiftError(Exception):
@@ -34,6 +39,77 @@ class ModelError(SiftError):
 
 class CatalogError(SiftError):
     """The catalog database cannot be used."""
+
+
+class DiskFullError(SiftError):
+    """The disk holding Sift's data filled up while writing; `folder` names where Sift writes.
+
+    SQLite rolls the failed transaction back and the vector index file is replaced only after a
+    whole new one is written, so what was committed before stays intact and usable.
+    """
+
+    def __init__(self, folder: str | os.PathLike, what: str = "save its index") -> None:
+        self.folder = os.fspath(folder)
+        free = _free_bytes(self.folder)
+        mount = _mount_point(self.folder)
+        where = f"the disk mounted at {mount}" if mount and mount != self.folder else "the disk"
+        super().__init__(
+            f"{where[0].upper()}{where[1:]} holding {self.folder} is full"
+            f"{f' ({_human(free)} free)' if free is not None else ''}, so Sift could not {what}. "
+            "Everything indexed before is kept. Free some space on that disk and indexing resumes "
+            "where it stopped."
+        )
+
+    @staticmethod
+    def caused(exc: BaseException, folder: str | os.PathLike, *, needed: int = 0) -> bool:
+        """True when `exc` (or an exception it came from) means the disk holding `folder` is full.
+
+        ENOSPC/EDQUOT and SQLite's SQLITE_FULL say so outright. Some libraries (usearch) only say
+        "failed to write", so when `needed` is given, too little free space also counts.
+        """
+        seen: set[int] = set()
+        current: BaseException | None = exc
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            if isinstance(current, OSError) and current.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+                return True
+            if getattr(current, "sqlite_errorcode", None) == _SQLITE_FULL:
+                return True
+            current = current.__cause__ or current.__context__
+        if needed:
+            free = _free_bytes(folder)
+            return free is not None and free < needed
+        return False
+
+
+_SQLITE_FULL = 13
+
+
+def _free_bytes(folder: str | os.PathLike) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _mount_point(folder: str | os.PathLike) -> str | None:
+    """The mount point of the file system holding folder, found where the device number changes."""
+    try:
+        path = os.path.realpath(folder)
+        dev = os.stat(path).st_dev
+        while (parent := os.path.dirname(path)) != path and os.stat(parent).st_dev == dev:
+            path = parent
+        return path
+    except OSError:
+        return None
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
 
 
 class ParseError(SiftError):

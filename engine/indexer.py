@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import logging
@@ -69,50 +70,168 @@ def scan(roots: Sequence[str], *, exclude: Sequence[str], include_hidden: bool,
          cancel: threading.Event | None = None) -> tuple[dict[str, DiskFile], list[str]]:
     """Every supported file under the roots, and the folders that could not be listed.
 
-    Symlinks are followed only when they point inside a root; every folder and file is visited
-    once (by device and inode), so link loops and hard-linked duplicates end the walk.
+    Symbolic links are never followed: one pointing outside the roots would read what the user
+    did not choose, and one pointing inside names a file the walk reaches by its real path
+    anyway. Not following them also makes the result independent of the order of the walk, so
+    a scan of one changed folder (`scan_paths`) agrees with a scan of everything. Every folder
+    is visited once (by device and inode), so bind-mount loops end the walk.
     """
-    real_roots = [os.path.realpath(r) for r in roots]
     found: dict[str, DiskFile] = {}
     unreadable: list[str] = []
     seen: set[tuple[int, int]] = set()
-    for root, real_root in zip(roots, real_roots):
-        stack = [root]
-        while stack:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled()
-            folder = stack.pop()
-            try:
-                st = os.stat(folder)
-                if (st.st_dev, st.st_ino) in seen:
-                    continue
-                seen.add((st.st_dev, st.st_ino))
-                entries = list(os.scandir(folder))
-            except OSError as exc:
-                log.warning("cannot list %s: %s", folder, exc)
-                unreadable.append(folder)
-                continue
-            for entry in sorted(entries, key=lambda e: e.name, reverse=True):
-                rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
-                if is_excluded(entry.name, rel, exclude):
-                    continue
-                try:
-                    if entry.is_symlink() and not is_within(os.path.realpath(entry.path), real_roots):
-                        continue  # never read outside the chosen folders
-                    est = entry.stat()  # follows links
-                except OSError:
-                    continue  # dangling link, or vanished since the listing
-                if not include_hidden and _is_hidden(entry.name, est):
-                    continue
-                if stat.S_ISDIR(est.st_mode):
-                    stack.append(entry.path)
-                elif stat.S_ISREG(est.st_mode) and os.path.splitext(entry.name)[1].lower() in SUPPORTED_SUFFIXES:
-                    key = (est.st_dev, est.st_ino)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    found[entry.path] = DiskFile(est.st_size, est.st_mtime_ns)
+    for root in roots:
+        _walk(root, root, exclude=exclude, include_hidden=include_hidden, found=found, unreadable=unreadable,
+              seen=seen, cancel=cancel)
     return found, unreadable
+
+
+def scan_paths(roots: Sequence[str], paths: Iterable[str], *, exclude: Sequence[str], include_hidden: bool,
+               cancel: threading.Event | None = None) -> tuple[dict[str, DiskFile], list[str], list[str]]:
+    """What `scan` would find at or below each of `paths` (files or folders, present or gone).
+
+    Returns (found, folders that could not be listed, scope): scope is the paths, under the
+    roots, that the result speaks for, together with everything below them.
+    """
+    found: dict[str, DiskFile] = {}
+    unreadable: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    visible: dict[str, bool] = {}  # folders on the way, looked at once per call
+    walked: set[str] = set()
+    scope: list[str] = []
+    # Sorted, a folder comes before everything below it, so its walk covers them.
+    for path in sorted({os.path.abspath(p) for p in paths}):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        root = next((r for r in roots if is_within(path, [r])), None)
+        if root is None:
+            continue  # outside the chosen folders (or under one that is offline)
+        if _below_any(path, root, walked):
+            continue
+        scope.append(path)
+        st = _reachable(root, path, exclude=exclude, include_hidden=include_hidden, visible=visible)
+        if st is None:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            walked.add(path)
+            _walk(root, path, exclude=exclude, include_hidden=include_hidden, found=found, unreadable=unreadable,
+                  seen=seen, cancel=cancel)
+        elif stat.S_ISREG(st.st_mode) and os.path.splitext(path)[1].lower() in SUPPORTED_SUFFIXES:
+            found[path] = DiskFile(st.st_size, st.st_mtime_ns)
+    return found, unreadable, scope
+
+
+def _walk(root: str, start: str, *, exclude: Sequence[str], include_hidden: bool, found: dict[str, DiskFile],
+          unreadable: list[str], seen: set[tuple[int, int]], cancel: threading.Event | None) -> None:
+    stack = [start]
+    while stack:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue  # deleted since its parent was listed: nothing there to keep
+        except OSError as exc:
+            log.warning("cannot list %s: %s", folder, exc)
+            unreadable.append(folder)
+            continue
+        for entry in sorted(entries, key=lambda e: e.name, reverse=True):
+            rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
+            if is_excluded(entry.name, rel, exclude):
+                continue
+            try:
+                if entry.is_symlink():
+                    continue  # see scan()
+                est = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # vanished since the listing
+            if not include_hidden and _is_hidden(entry.name, est):
+                continue
+            if stat.S_ISDIR(est.st_mode):
+                stack.append(entry.path)
+            elif stat.S_ISREG(est.st_mode) and os.path.splitext(entry.name)[1].lower() in SUPPORTED_SUFFIXES:
+                found[entry.path] = DiskFile(est.st_size, est.st_mtime_ns)
+
+
+def _below_any(path: str, root: str, folders: set[str]) -> bool:
+    """True when a folder strictly above path (up to root) is in folders."""
+    parent = os.path.dirname(path)
+    while folders and len(parent) >= len(root):
+        if parent in folders:
+            return True
+        if parent == root:
+            break
+        parent = os.path.dirname(parent)
+    return False
+
+
+def _reachable(root: str, path: str, *, exclude: Sequence[str], include_hidden: bool,
+               visible: dict[str, bool]) -> os.stat_result | None:
+    """path's stat when a walk from root would reach it (nothing on the way excluded, hidden or a
+    link), else None."""
+    if path == root:
+        try:
+            return os.stat(root)  # the chosen folder itself may be a link the user picked
+        except OSError:
+            return None
+    parts = os.path.relpath(path, root).split(os.sep)
+    current = root
+    st: os.stat_result | None = None
+    for i, name in enumerate(parts):
+        current = os.path.join(current, name)
+        last = i == len(parts) - 1
+        if not last and current in visible:
+            if not visible[current]:
+                return None
+            continue
+        st = None
+        if not is_excluded(name, "/".join(parts[: i + 1]), exclude):
+            try:
+                st = os.lstat(current)
+            except OSError:
+                st = None
+        ok = (st is not None and not stat.S_ISLNK(st.st_mode) and (include_hidden or not _is_hidden(name, st))
+              and (last or stat.S_ISDIR(st.st_mode)))
+        if not last:
+            visible[current] = ok
+        if not ok:
+            return None
+    return st
+
+
+def offline_roots(roots: Sequence[str], catalog: Catalog) -> list[str]:
+    """Chosen folders that are not there now: their files are kept until they come back.
+
+    A folder is offline when it is missing or cannot be listed, or when it is empty and lives on
+    another device than when it was last indexed: the mount point of an unplugged drive or an
+    unmounted share, which would otherwise look like a folder whose files were all deleted.
+    """
+    offline = []
+    for root in roots:
+        try:
+            device = os.stat(root).st_dev
+            with os.scandir(root) as entries:
+                empty = next(entries, None) is None
+        except OSError:
+            offline.append(root)
+            continue
+        if empty and catalog.get_meta(_ROOT_DEVICE + root) not in (None, str(device)):
+            offline.append(root)
+    return offline
+
+
+_ROOT_DEVICE = "root_device:"  # meta key prefix: the device a folder was on when last indexed
+
+
+def forget_root_devices(catalog: Catalog, conn, roots: Sequence[str]) -> None:
+    """Drop what offline_roots remembers of folders no longer chosen (their paths are private too)."""
+    for key in catalog.meta_keys(_ROOT_DEVICE):
+        if key[len(_ROOT_DEVICE):] not in roots:
+            catalog.delete_meta(conn, key)
 
 
 def content_hash(path: str) -> str:
@@ -146,8 +265,10 @@ class Indexer:
 
     def __init__(self, *, catalog: Catalog, embedder: Embedder, config: Config, roots: Sequence[str],
                  vectors: VectorIndex, cancel: threading.Event,
-                 on_progress: Callable[[Progress], None] | None = None) -> None:
+                 on_progress: Callable[[Progress], None] | None = None,
+                 parse_runner: ParseRunner | None = None) -> None:
         self.catalog = catalog
+        self.parse_runner = parse_runner  # a caller's long-lived one, reused and left open; else one per run
         self.embedder = embedder
         self.config = config
         self.roots = [os.path.abspath(r) for r in roots]
@@ -161,7 +282,11 @@ class Indexer:
     # progress -------------------------------------------------------------------------------
 
     def _report(self, **changes) -> None:
-        self.progress = replace(self.progress, elapsed_s=time.monotonic() - self._t0, **changes)
+        p = replace(self.progress, elapsed_s=time.monotonic() - self._t0, **changes)
+        eta = None
+        if p.phase == "indexing" and p.files_done and p.rate > 0:
+            eta = max(0.0, (p.files_total - p.files_done) / p.rate)
+        self.progress = replace(p, eta_s=eta)
         if self._on_progress is not None:
             self._on_progress(self.progress)
 
@@ -171,36 +296,68 @@ class Indexer:
 
     # the run --------------------------------------------------------------------------------
 
-    def run(self) -> IndexReport:
+    def run(self, paths: Iterable[str] | None = None) -> IndexReport:
+        """Bring the catalog in line with the roots; given `paths`, with those paths only.
+
+        `paths` are hints, from a folder watcher: files or folders, new, changed, moved or gone.
+        Each is looked at the way a full scan would (excludes, hidden files, links), and goes
+        through the same rename detection and commits, so a run over the paths that changed
+        ends where a full run would, without listing everything else.
+        """
         self._report(phase="scanning")
-        present_roots = [r for r in self.roots if os.path.isdir(r)]
-        for r in set(self.roots) - set(present_roots):
+        offline = offline_roots(self.roots, self.catalog)
+        present_roots = [r for r in self.roots if r not in offline]
+        for r in offline:
             log.warning("folder %s is not there (unplugged or removed?): its files are kept", r)
-        disk, _ = scan(present_roots, exclude=self.config.exclude, include_hidden=self.config.include_hidden,
-                       cancel=self.cancel)
-        known = self.catalog.files()
+        options = dict(exclude=self.config.exclude, include_hidden=self.config.include_hidden, cancel=self.cancel)
+        if paths is None:
+            disk, unreadable = scan(present_roots, **options)
+            known = self.catalog.files()
+            self._remember_devices(present_roots)
+        else:
+            disk, unreadable, scope = scan_paths(present_roots, paths, **options)
+            known = self.catalog.files_at_or_under(scope)
 
         # Files the catalog knows that are gone from disk, or no longer under a chosen folder.
-        # Files under a folder that is offline are kept: it may come back.
+        # Files under a folder that is offline, or that could not be listed, are kept: they may
+        # come back.
         gone = [row for path, row in known.items() if path not in disk
-                and (not is_within(path, self.roots) or is_within(path, present_roots))]
+                and (not is_within(path, self.roots) or is_within(path, present_roots))
+                and not (unreadable and is_within(path, unreadable))]
         new = sorted(p for p in disk if p not in known)
         changed = sorted(p for p, d in disk.items() if p in known and self._changed(known[p], d))
         self._counts["unchanged"] = len(disk) - len(new) - len(changed)
 
         new, moved = self._detect_moves(new, gone, disk)
         moved_ids = {row.id for row, _ in moved}
-        self._apply_moves_and_removals(moved, [row for row in gone if row.id not in moved_ids])
+        self._apply_moves_and_removals(moved, [row for row in gone if row.id not in moved_ids], disk)
 
         work = self._split_touched(changed, known, disk) + new
         self._report(phase="indexing", files_total=len(work))
-        self._embed_missing_vectors()
+        if paths is None:  # a model switch or an old interruption; once per full run is enough
+            self._embed_missing_vectors()
         self._index_files(work, known, disk)
-        with self.catalog.transaction() as conn:
-            self.catalog.prune_embeddings(conn)
+        if paths is None or self._counts["removed"] or self._counts["updated"]:
+            with self.catalog.transaction() as conn:
+                self.catalog.prune_embeddings(conn)
         self._report(phase="done", current_file="")
         return IndexReport(**self._counts, chunks_embedded=self.progress.chunks_embedded,
                            chunks_reused=self.progress.chunks_reused, elapsed_s=self.progress.elapsed_s)
+
+    def _remember_devices(self, roots: Sequence[str]) -> None:
+        """Note each folder's device, so an empty mount point later reads as offline (offline_roots)."""
+        changes = {}
+        for root in roots:
+            try:
+                device = str(os.stat(root).st_dev)
+            except OSError:
+                continue
+            if self.catalog.get_meta(_ROOT_DEVICE + root) != device:
+                changes[_ROOT_DEVICE + root] = device
+        if changes:
+            with self.catalog.transaction() as conn:
+                for key, value in changes.items():
+                    self.catalog.set_meta(conn, key, value)
 
     @staticmethod
     def _changed(row: FileRow, d: DiskFile) -> bool:
@@ -231,14 +388,17 @@ class Indexer:
             still_new.append(path)
         return still_new, moved
 
-    def _apply_moves_and_removals(self, moved: list[tuple[FileRow, str]], removed: list[FileRow]) -> None:
+    def _apply_moves_and_removals(self, moved: list[tuple[FileRow, str]], removed: list[FileRow],
+                                  disk: dict[str, DiskFile]) -> None:
         if not moved and not removed:
             return
         with self.catalog.transaction() as conn:
             dropped = self.catalog.delete_files(conn, [r.id for r in removed])
             for row, path in moved:
-                d = os.stat(path)
-                self.catalog.move_file(conn, row.id, new_path=path, size=d.st_size, mtime_ns=d.st_mtime_ns)
+                # The stamp from the scan, not a fresh one: a change after the scan then still
+                # shows as a change next time (and a file gone meanwhile cannot fail the batch).
+                d = disk[path]
+                self.catalog.move_file(conn, row.id, new_path=path, size=d.size, mtime_ns=d.mtime_ns)
         self.vectors.remove(dropped)
         self._counts["removed"] += len(removed)
         self._counts["moved"] += len(moved)
@@ -304,12 +464,18 @@ class Indexer:
                 yield path
 
         batch = _Batch()
-        with ParseRunner(workers=self.config.parse_workers, timeout_s=self.config.parse_timeout_s,
-                         max_bytes=self.config.max_file_bytes) as runner:
+        own = self.parse_runner is None
+        runner = self.parse_runner or ParseRunner(workers=self.config.parse_workers,
+                                                  timeout_s=self.config.parse_timeout_s,
+                                                  max_bytes=self.config.max_file_bytes)
+        with runner if own else contextlib.nullcontext(runner):
             for path, result in runner.map(jobs()):
                 self._report(current_file=path)
                 if isinstance(result, ParseError):
-                    problems.append((path, FileStatus(result.status), result.reason))
+                    status, reason = FileStatus(result.status), result.reason
+                    if not os.path.lexists(path):  # deleted while parsing: nothing to report
+                        status, reason = FileStatus.VANISHED, "the file was deleted or moved while indexing"
+                    problems.append((path, status, reason))
                 else:
                     pending = self._chunk(path, disk[path], digests.pop(path, None), result, max_tokens, overlap)
                     if pending is None:

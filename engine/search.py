@@ -142,7 +142,8 @@ def _term_pattern(query: Query) -> re.Pattern | None:
     """Query words as prefixes (so 'descale' lights up 'descaling'), and phrases verbatim."""
     stems = sorted({t[: max(4, len(t) - 3)] if len(t) > 5 else t for t in query.terms if t not in _STOPWORDS},
                    key=len, reverse=True)
-    alternatives = [re.escape(p) for p in query.phrases] + [r"\b" + re.escape(s) + r"\w*" for s in stems]
+    alternatives = [r"\s+".join(map(re.escape, p.split())) for p in query.phrases]
+    alternatives += [r"\b" + re.escape(s) + r"\w*" for s in stems]
     return re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
 
 

@@ -101,6 +101,7 @@ class Progress:
     """A snapshot of indexing progress, cheap to poll from any thread."""
 
     phase: str = "idle"          # idle | scanning | indexing | saving | done | cancelled
+                                 # and, from the background service: watching | paused | error
     files_total: int = 0         # files that need work in this run
     files_done: int = 0
     files_failed: int = 0
@@ -108,6 +109,12 @@ class Progress:
     chunks_reused: int = 0       # found in the embedding cache
     current_file: str = ""
     elapsed_s: float = 0.0
+    eta_s: float | None = None   # seconds this run still needs at its rate so far; None: unknown
+    files_queued: int = 0        # changed paths waiting for the service's next batch
+    paused: bool = False         # the background service is paused by the user
+    watching: bool = False       # folders are watched live (False: only periodic rescans)
+    offline: tuple[str, ...] = ()  # chosen folders not there now (unplugged?): their files are kept
+    error: str = ""              # why the service is waiting (disk full, …); it retries by itself
 
     @property
     def rate(self) -> float:
@@ -151,3 +158,4 @@ class StatusReport:
     index_bytes: int = 0
     catalog_bytes: int = 0
     problems: tuple[Problem, ...] = ()
+    offline: tuple[str, ...] = ()  # folders not there now (unplugged drive?): their files are kept

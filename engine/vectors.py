@@ -116,6 +116,7 @@ class VectorIndex:
         self._dtype = dtype
         self._index = _new_index(self._ndim, dtype)
         self._lock = threading.Lock()
+        self._version = 0  # bumped by every add and remove: a save is needed only when it moved
 
     @property
     def ndim(self) -> int:
@@ -124,6 +125,11 @@ class VectorIndex:
     @property
     def dtype(self) -> str:
         return self._dtype
+
+    @property
+    def version(self) -> int:
+        """A counter that changes whenever keys are added or removed (compare, do not interpret)."""
+        return self._version
 
     def __len__(self) -> int:
         with self._lock:
@@ -180,6 +186,7 @@ class VectorIndex:
             # thread builds the same graph every time. Large rebuilds still use every core.
             threads = 1 if key_arr.size < PARALLEL_ADD_MIN else 0
             self._index.add(key_arr, data, threads=threads)
+            self._version += 1
 
     def remove(self, keys: Iterable[int] | np.ndarray) -> None:
         """Drop chunk ids from the index; ids it does not hold are ignored."""
@@ -188,6 +195,7 @@ class VectorIndex:
             return
         with self._lock:
             self._index.remove(key_arr)
+            self._version += 1
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest chunk ids (uint64) and their similarities (float32), best first."""
@@ -221,6 +229,11 @@ class VectorIndex:
         """Bytes usearch holds for this index (vectors and graph)."""
         with self._lock:
             return int(self._index.memory_usage)
+
+    def file_bytes(self) -> int:
+        """The size a save would write, for checking free space before and after."""
+        with self._lock:
+            return int(self._index.serialized_length)
 
     def save(self, path: Path) -> str:
         """Write the index to path atomically and return the file's checksum for the catalog.

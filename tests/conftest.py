@@ -15,6 +15,79 @@ from engine.embed import FakeEmbedder  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 
 
+def pytest_configure(config):
+    # watchdog 7 warns (harmlessly) when a folder made during a burst is watched twice, printing
+    # its whole watch table; engine.watch filters it at import, but pytest resets filters per test.
+    config.addinivalue_line("filterwarnings", "ignore:Callback with id:RuntimeWarning")
+
+
+# -- no network ------------------------------------------------------------------------------------
+# Sift never talks to the network. An audit hook (it sees every socket call made through Python,
+# whatever library makes it) fails any test that connects or resolves a name beyond this machine.
+# Hooks cannot be removed, so one is installed for the session and switched per test.
+
+
+class _Network:
+    active = False
+    recording: list[tuple] | None = None  # every socket event, for tests that want none at all
+    violations: list[str] = []
+
+
+def _is_local(host) -> bool:
+    import ipaddress
+
+    if host is None or host in ("", "localhost", b"localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.decode() if isinstance(host, bytes) else host).is_loopback
+    except ValueError:
+        return False
+
+
+def _audit(event: str, args: tuple) -> None:
+    if not event.startswith("socket.") or not _Network.active:
+        return
+    if _Network.recording is not None:
+        _Network.recording.append((event, args[1:] if event == "socket.__new__" else args[-1:]))
+    if event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
+        address = args[1]
+        local = not isinstance(address, tuple) or _is_local(address[0])  # str/bytes: a Unix socket
+    elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex"):
+        local = _is_local(args[0])
+    else:
+        return
+    if not local:
+        _Network.violations.append(f"{event} to {args[0] if event.startswith('socket.get') else args[1]}")
+        raise ConnectionRefusedError(f"Sift's tests allow no network access ({event})")
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture(autouse=True)
+def _no_network():
+    """Fail the test if anything in it reached for a non-loopback address (even if it caught the error)."""
+    _Network.violations = []
+    _Network.active = True
+    try:
+        yield
+    finally:
+        _Network.active = False
+    if _Network.violations:
+        pytest.fail("the test used the network: " + "; ".join(_Network.violations[:5]), pytrace=False)
+
+
+@pytest.fixture
+def socket_events():
+    """A list that collects every socket operation made in this process during the test."""
+    events: list[tuple] = []
+    _Network.recording = events
+    try:
+        yield events
+    finally:
+        _Network.recording = None
+
+
 @pytest.fixture(autouse=True)
 def _private_home(tmp_path, monkeypatch):
     """No test ever touches the user's real Sift data or settings."""

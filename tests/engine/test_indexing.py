@@ -271,19 +271,69 @@ def test_cancel_keeps_committed_batches_and_the_next_run_finishes(make_engine, d
     assert report.added == 40 - done and engine.catalog.counts_by_status() == {"indexed": 40}
 
 
-def test_vector_index_is_rebuilt_when_missing_or_damaged(make_engine, folder, home):
+def _flip(p, positions):
+    data = bytearray(p.read_bytes())
+    for i in positions:
+        data[i % len(data)] ^= 0xFF
+    p.write_bytes(bytes(data))
+
+
+def _zero_middle(p):
+    data = bytearray(p.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 4096] = bytes(len(data[mid:mid + 4096]))
+    p.write_bytes(bytes(data))
+
+
+def _forget_checksum(engine):
+    with engine.catalog.transaction() as conn:  # saved, then killed before the checksum commit
+        conn.execute("DELETE FROM meta WHERE key LIKE 'index_checksum:%'")
+
+
+def test_vector_index_is_rebuilt_when_missing_or_damaged(make_engine, folder, home, caplog):
+    for i in range(40):
+        write(folder / "more" / f"n{i:02}.txt", f"Note {i} on topic{i % 9} with words{i} and a {BIRDS.split()[i % 9]}.")
     engine = make_engine()
     engine.add_folder(folder)
     engine.index()
-    expected = [h.path for h in engine.search("espresso descaling")]
+    queries = ["espresso descaling", "topic3 words12", "bike tyre pressure", "magnetic stars"]
+
+    def results(e):
+        return [(h.path, h.chunk_id, round(h.score, 5)) for q in queries for h in e.search(q, limit=5)]
+
+    expected = results(engine)
     engine.close()
     [index_file] = list((home / "data" / "index").glob("*.usearch"))
-    for damage in (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
-                   lambda p: p.write_bytes(b"\0" * 4096), lambda p: p.unlink()):
+    rng = np.random.default_rng(4)
+    damages = {
+        "truncated to half": lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+        "one byte short": lambda p: p.write_bytes(p.read_bytes()[:-1]),
+        "zeroed, same size": lambda p: p.write_bytes(bytes(p.stat().st_size)),
+        "a zeroed block": _zero_middle,
+        "zeroed to 4 KB": lambda p: p.write_bytes(b"\0" * 4096),
+        "one flipped byte in the header": lambda p: _flip(p, [7]),
+        **{f"one flipped byte, try {k}": (lambda p, k=k: _flip(p, rng.integers(0, 1 << 30, 1))) for k in range(6)},
+        "64 flipped bytes": lambda p: _flip(p, rng.integers(0, 1 << 30, 64)),
+        "garbage appended": lambda p: p.write_bytes(p.read_bytes() + os.urandom(100)),
+        "emptied": lambda p: p.write_bytes(b""),
+        "deleted": lambda p: p.unlink(),
+    }
+    for name, damage in damages.items():
         damage(index_file)
+        caplog.clear()
         again = make_engine()
-        assert [h.path for h in again.search("espresso descaling")] == expected
-        assert index_file.exists()
+        assert results(again) == expected, name
+        assert "rebuilding the vector index" in caplog.text or name == "deleted", name
+        again.close()
+        caplog.clear()
+        assert results(make_engine()) == expected and "rebuilding" not in caplog.text, f"{name}: saved once rebuilt"
+
+    # A whole file without a checksum in the catalog is not trusted either (usearch trusts its input).
+    last = make_engine()
+    _forget_checksum(last)
+    last.close()
+    caplog.clear()
+    assert results(make_engine()) == expected and "no recorded checksum" in caplog.text
 
 
 def test_stale_index_file_is_brought_in_line(make_engine, folder):
