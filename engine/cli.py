@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 
 from engine.engine import Engine
+from engine.search import MODES
 from engine.errors import Cancelled, SiftError
 from engine.types import Hit, IndexReport, Progress
 
@@ -75,14 +76,32 @@ def _print_report(report: IndexReport) -> None:
     print(f"Chunks embedded: {report.chunks_embedded}; reused from cache: {report.chunks_reused}.")
 
 
-def _print_hits(hits: Sequence[Hit]) -> None:
+def _emphasize(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """Bold the matched words on a terminal; plain text when piped."""
+    if not sys.stdout.isatty() or not spans:
+        return text
+    out, pos = [], 0
+    for start, end in spans:
+        out += [text[pos:start], "\033[1m", text[start:end], "\033[0m"]
+        pos = end
+    return "".join(out) + text[pos:]
+
+
+def _print_hits(hits: Sequence[Hit], *, why: bool = False) -> None:
     if not hits:
         print("No results.")
         return
     for i, hit in enumerate(hits, 1):
         where = f" (page {hit.page})" if hit.page is not None else ""
         print(f"{i:>2}. {hit.path}{where}  [{hit.score:.3f}]")
-        print(f"    {hit.snippet}")
+        print(f"    {_emphasize(hit.snippet, hit.highlights)}")
+        for path in hit.duplicates:
+            print(f"    same content: {path}")
+        if why and hit.why is not None:
+            w = hit.why
+            rerank = f", rerank {w.rerank_score:.2f}" if w.rerank_score is not None else ""
+            print(f"    why: dense rank {w.dense_rank or '-'}, keyword rank {w.keyword_rank or '-'}, "
+                  f"fused {w.fused_score:.4f}{rerank}; {len(hit.passages)} more passages")
 
 
 def cmd_add_folder(engine: Engine, args) -> int:
@@ -123,11 +142,27 @@ def cmd_index(engine: Engine, args) -> int:
 
 
 def cmd_search(engine: Engine, args) -> int:
-    hits = engine.search(" ".join(args.query), limit=args.limit)
+    result = engine.search_detailed(" ".join(args.query), limit=args.limit, mode=args.mode)
     if args.json:
-        print(json.dumps([dataclasses.asdict(h) for h in hits], ensure_ascii=False, indent=2))
-    else:
-        _print_hits(hits)
+        print(json.dumps([dataclasses.asdict(h) for h in result.hits], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    _print_hits(result.hits, why=args.why)
+    if result.note:
+        print(f"({result.note})", file=sys.stderr)
+    if args.why:
+        timings = ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in result.timings_ms.items())
+        print(f"mode {result.mode}; {timings}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_similar(engine: Engine, args) -> int:
+    _print_hits(engine.similar(args.path, limit=args.limit))
+    return EXIT_OK
+
+
+def cmd_reranker_import(engine: Engine, args) -> int:
+    print(f"Installed the reranker from {args.folder} as {engine.import_reranker(args.folder)}; "
+          "search now runs both stages.")
     return EXIT_OK
 
 
@@ -254,11 +289,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index new and changed files, forget deleted ones")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
-    p = sub.add_parser("search", help="search by meaning")
+    p = sub.add_parser("search", help="search by meaning and keywords")
     p.add_argument("query", nargs="+")
     p.add_argument("-n", "--limit", type=int, default=10, help="how many documents (default 10)")
     p.add_argument("--json", action="store_true", help="print a JSON list of hits")
+    p.add_argument("--mode", choices=MODES, default="auto",
+                   help="auto (default): keywords + meaning, reranked when a reranker is installed")
+    p.add_argument("--why", action="store_true", help="show how each hit ranked, and the timings")
     p.set_defaults(func=cmd_search)
+    p = sub.add_parser("similar", help="documents like the given one")
+    p.add_argument("path")
+    p.add_argument("-n", "--limit", type=int, default=10)
+    p.set_defaults(func=cmd_similar)
+    p = sub.add_parser("reranker", help="install a cross-encoder for the second search stage")
+    rsub = p.add_subparsers(dest="reranker_command", required=True, metavar="ACTION")
+    r = rsub.add_parser("import", help="copy a sentence-transformers CrossEncoder folder into Sift and use it")
+    r.add_argument("folder")
+    r.set_defaults(func=cmd_reranker_import)
     p = sub.add_parser("status", help="what is indexed, with which model, and what could not be")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_status)
@@ -289,7 +336,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # bytes, as ls does, rather than fail on it.
         if hasattr(stream, "reconfigure") and (getattr(stream, "encoding", "") or "").lower().replace("-", "") == "utf8":
             stream.reconfigure(errors="surrogateescape")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `sift search boundary layer -laminar`: words starting with "-" belong to the query.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "search" and not any(e.startswith("--") for e in extra):
+        args.query += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.verbose:
         import logging
 
@@ -304,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SiftError as exc:
         print(f"sift: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # `sift search … | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (KeyboardInterrupt, Cancelled):
         print("\nStopped. Everything indexed so far is kept; `sift index` continues from there.", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -82,3 +82,24 @@ def test_usage_errors_exit_2(run):
 def test_empty_search_prints_no_results(run):
     code, out, _ = run("search", " ")
     assert code == 0 and "No results" in out
+
+
+def test_search_words_starting_with_a_dash_are_exclusions(run, docs):
+    write(docs / "a.txt", "descaling the espresso boiler")
+    write(docs / "b.txt", "descaling with vinegar")
+    run("add-folder", str(docs))
+    run("index")
+    code, out, err = run("search", "descaling", "-vinegar", "--why")
+    assert code == 0 and "a.txt" in out and "b.txt" not in out
+    assert "why: dense rank" in out and "mode hybrid" in err
+
+
+def test_similar_and_reranker_import_errors(run, docs, tmp_path):
+    write(docs / "a.txt", "descaling the espresso boiler")
+    write(docs / "b.txt", "descaling the coffee machine boiler")
+    run("add-folder", str(docs))
+    run("index")
+    code, out, _ = run("similar", str(docs / "a.txt"))
+    assert code == 0 and "b.txt" in out and "a.txt" not in out
+    code, _, err = run("reranker", "import", str(tmp_path))
+    assert code == 1 and "not a model folder" in err
