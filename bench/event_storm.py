@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,8 +53,12 @@ def _text(rng: random.Random, i: int) -> str:
     return f"Storm note {i}. " + " ".join(rng.choices(WORDS, k=rng.randint(8, 40))) + "."
 
 
-def storm(root: Path, *, create: int, rename: int, delete: int, seed: int = 1) -> StormCounts:
-    """Create, then rename, then delete files in a nested tree under root, as fast as possible."""
+def storm(root: Path, *, create: int, rename: int, delete: int, seed: int = 1,
+          after_create: Callable[[], None] | None = None) -> StormCounts:
+    """Create, then rename, then delete files in a nested tree under root, as fast as possible.
+
+    after_create, if given, runs between creating and renaming (to let the index catch up).
+    """
     rng = random.Random(seed)
     counts = StormCounts()
     t0 = time.monotonic()
@@ -72,6 +77,9 @@ def storm(root: Path, *, create: int, rename: int, delete: int, seed: int = 1) -
         files.append(path)
     counts.created = create
     counts.timeline.append(f"created {create} files in {n_dirs} folders: {time.monotonic() - t0:.1f} s")
+    if after_create is not None:
+        after_create()
+        counts.timeline.append(f"the index caught up: {time.monotonic() - t0:.1f} s")
 
     live = set(files)
     for k in range(rename):
@@ -160,6 +168,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=0, help="parse worker processes (0: parse in-process)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds to wait for the index to converge")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--settle", action="store_true",
+                    help="let the index catch up after creating, so renames show embedding reuse")
     ap.add_argument("--workdir", type=Path)
     args = ap.parse_args()
 
@@ -185,7 +195,14 @@ def main() -> int:
         service.wait_idle(60)
         if args.mode == "paused":
             service.pause()
-    counts = storm(docs, create=args.create, rename=args.rename, delete=args.delete, seed=args.seed)
+    embedded_at = {}
+
+    def settle() -> None:
+        wait_until(lambda: differences(engine, docs) == (0, 0, 0, 0), args.timeout, interval=0.5)
+        embedded_at["settled"] = embedder.texts_embedded
+
+    counts = storm(docs, create=args.create, rename=args.rename, delete=args.delete, seed=args.seed,
+                   after_create=settle if args.settle and args.mode == "running" else None)
     for line in counts.timeline:
         print("  " + line)
     expected = len(on_disk(docs))
@@ -208,6 +225,9 @@ def main() -> int:
           f"{unindexed}")
     print(f"indexing runs {service.runs} ({service.full_runs} full rescans); texts embedded "
           f"{embedder.texts_embedded}; chunks {engine.catalog.chunk_count()}")
+    if "settled" in embedded_at:
+        print(f"texts embedded for the {counts.renamed} renames and {counts.folders_moved} folder moves after the "
+              f"index caught up: {embedder.texts_embedded - embedded_at['settled']} (renames reuse vectors)")
     engine.close()
     return 0 if (missing, extra, orphan_keys, unindexed) == (0, 0, 0, 0) else 1
 

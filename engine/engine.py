@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from engine.types import FileStatus, Hit, IndexReport, Problem, Progress, Status
 from engine.rerank import CrossEncoderReranker, Reranker, import_reranker
 from engine.search import RERANK_MAX_TOKENS, Searcher, SearchResult
 from engine.vectors import IndexFileError, VectorIndex
+
+if TYPE_CHECKING:  # imported where a service is started: the CLI's other commands need no watchdog
+    from engine.service import IndexService
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +130,15 @@ class Engine:
             if chunk_ids and (self._vectors is not None or any(self.paths.index_dir.glob("*.usearch"))):
                 # usearch keeps a removed vector's bytes in the file, so build a fresh index from
                 # the catalog (no embedding needed), and drop the files of other settings.
-                self._vectors = self._rebuilt_vectors()
-                self._save_vectors(self._vectors)
+                try:
+                    self._vectors = self._rebuilt_vectors()
+                    self._save_vectors(self._vectors)
+                    keep = self._index_path()
+                except SiftError as exc:  # no model, a full disk: delete it; it is rebuilt when needed
+                    log.warning("could not rebuild the vector index after removing files (%s); deleting it", exc)
+                    self._vectors, keep = None, None
                 for other in self.paths.index_dir.glob("*.usearch"):
-                    if other != self._index_path():
+                    if other != keep:
                         other.unlink(missing_ok=True)
         return len(doomed)
 
@@ -362,7 +370,7 @@ class Engine:
 
     # -- watching and the background service ---------------------------------------------------
 
-    def start_service(self, **options) -> "IndexService":
+    def start_service(self, **options) -> IndexService:
         """Index continuously in the background: a full pass now, then whatever changes.
 
         Folders are watched live (when the `watch` setting is on), rescanned every
@@ -385,7 +393,7 @@ class Engine:
             service.stop(timeout=timeout)
 
     @property
-    def service(self) -> "IndexService | None":
+    def service(self) -> IndexService | None:
         return self._service
 
     def offline_roots(self) -> list[str]:

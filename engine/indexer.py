@@ -134,7 +134,9 @@ def _walk(root: str, start: str, *, exclude: Sequence[str], include_hidden: bool
             seen.add((st.st_dev, st.st_ino))
             entries = list(os.scandir(folder))
         except FileNotFoundError:
-            continue  # deleted since its parent was listed: nothing there to keep
+            if folder == start:  # a folder unplugged mid-scan must not read as emptied: keep its files
+                unreadable.append(folder)
+            continue  # a subfolder deleted since its parent was listed: nothing there to keep
         except OSError as exc:
             log.warning("cannot list %s: %s", folder, exc)
             unreadable.append(folder)
@@ -317,6 +319,8 @@ class Indexer:
         else:
             disk, unreadable, scope = scan_paths(present_roots, paths, **options)
             known = self.catalog.files_at_or_under(scope)
+        if unplugged := offline_roots(present_roots, self.catalog):  # during the scan
+            present_roots = [r for r in present_roots if r not in unplugged]
 
         # Files the catalog knows that are gone from disk, or no longer under a chosen folder.
         # Files under a folder that is offline, or that could not be listed, are kept: they may
@@ -337,7 +341,9 @@ class Indexer:
         if paths is None:  # a model switch or an old interruption; once per full run is enough
             self._embed_missing_vectors()
         self._index_files(work, known, disk)
-        if paths is None or self._counts["removed"] or self._counts["updated"]:
+        # Not after a watcher's batch: a rename whose two halves land in different batches would
+        # lose the vectors it is about to reuse. The next full run (at start, periodically) prunes.
+        if paths is None:
             with self.catalog.transaction() as conn:
                 self.catalog.prune_embeddings(conn)
         self._report(phase="done", current_file="")

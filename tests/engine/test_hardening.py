@@ -126,6 +126,21 @@ def test_a_really_full_disk_on_a_small_tmpfs(tmp_path, left_kb):
     assert out["after_free"] == {"added": 400 - out["indexed_while_full"], "files": 440, "keys_match": True}
 
 
+def test_temporary_index_files_left_by_a_kill_are_cleaned_up(make_engine, notes):
+    engine = make_engine()
+    engine.add_folder(notes)
+    engine.index()
+    [index_file] = engine.paths.index_dir.glob("*.usearch")
+    old = index_file.with_name(f".{index_file.name}.abc123.tmp")
+    young = index_file.with_name(f".{index_file.name}.def456.tmp")
+    for leftover in (old, young):
+        leftover.write_bytes(b"half a saved index")
+    os.utime(old, (0, 0))  # left long ago; the young one may be another process's save in progress
+    engine.close()
+    make_engine().vectors()
+    assert not old.exists() and young.exists()
+
+
 # -- privacy at rest -------------------------------------------------------------------------------
 
 
