@@ -1,0 +1,329 @@
+"""Sift's desktop app: QApplication, single instance, the engine, the tray, the windows and how they meet."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from PySide6.QtCore import QObject, QRect, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtNetwork import QLocalServer, QLocalSocket
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+
+from engine import Engine, Paths, SiftError, resolve_paths
+from desktop import theme
+from desktop.icons import app_icon
+from desktop.indexing import Indexer
+from desktop.mainwindow import MainWindow
+from desktop.opener import ResultActions
+from desktop.prefs import Prefs
+from desktop.quick import QuickSearch
+from desktop.settings import DEFAULT_NDIM, SettingsDialog
+from desktop.status import IndexPanel
+from desktop.tasks import Tasks
+from desktop.tray import Tray, tray_available
+
+log = logging.getLogger(__name__)
+
+WARM_UP_QUERY = "warm up"
+CONNECT_TIMEOUT_MS = 500
+
+
+class SingleInstance(QObject):
+    """One Sift per user and Sift home. A second launch hands its wish ('show', 'quick') to the first, then exits."""
+
+    activated = Signal(str)
+
+    def __init__(self, key: str, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.key = key
+        self.server: QLocalServer | None = None
+
+    @staticmethod
+    def key_for(paths: Paths) -> str:
+        """A socket name private to this user and this Sift home (so SIFT_HOME test runs never meet)."""
+        try:
+            user = getpass.getuser()
+        except Exception:  # no user name in some containers
+            user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+        digest = hashlib.blake2b(f"{user}\0{paths.data}".encode(), digest_size=8).hexdigest()
+        return f"sift-{digest}"
+
+    def notify_running(self, message: str = "show", *, timeout_ms: int = CONNECT_TIMEOUT_MS) -> bool:
+        """True when another Sift took the message (this process should exit)."""
+        socket = QLocalSocket()
+        socket.connectToServer(self.key)
+        if not socket.waitForConnected(timeout_ms):
+            return False
+        socket.write(message.encode() + b"\n")
+        socket.waitForBytesWritten(timeout_ms)
+        socket.disconnectFromServer()
+        return True
+
+    def listen(self) -> bool:
+        self.server = QLocalServer(self)
+        self.server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
+        if not self.server.listen(self.key):
+            QLocalServer.removeServer(self.key)  # left behind by a crash: no one answered above
+            if not self.server.listen(self.key):
+                log.warning("single-instance socket unavailable: %s", self.server.errorString())
+                return False
+        self.server.newConnection.connect(self._connection)
+        return True
+
+    def _connection(self) -> None:
+        while self.server is not None and (socket := self.server.nextPendingConnection()) is not None:
+            socket.readyRead.connect(self._ready)
+            socket.disconnected.connect(socket.deleteLater)
+            self._read(socket)
+
+    def _ready(self) -> None:
+        socket = self.sender()
+        if isinstance(socket, QLocalSocket):
+            self._read(socket)
+
+    def _read(self, socket: QLocalSocket) -> None:
+        while socket.canReadLine():
+            message = bytes(socket.readLine().data()).decode(errors="replace").strip()
+            self.activated.emit(message or "show")
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+
+class SiftApp(QObject):
+    """Builds the windows over one engine and wires them together; `shutdown` stops all background work."""
+
+    warmed = Signal(bool)  # the model is loaded (True) or could not be (False)
+
+    def __init__(self, engine: Engine, *, opener=None, use_tray: bool | None = None, prefs: Prefs | None = None,
+                 use_service: bool | None = None, service_options: dict | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.engine = engine
+        self.prefs = prefs or Prefs(engine.paths.config)
+        theme.apply_theme(self.prefs.theme)
+        self.tasks = Tasks(self)
+        self.indexer = Indexer(engine, self.tasks, self, use_service=use_service, service_options=service_options)
+        self.actions = ResultActions(engine, self.tasks, opener, self)
+        self.ndim = DEFAULT_NDIM
+        self.window = MainWindow(engine, self.tasks, self.indexer, self.actions)
+        self.window.setWindowIcon(app_icon())
+        self.quick = QuickSearch(engine, self.tasks, self.actions, indexing=lambda: self.indexer.busy)
+        self.quick.showAllRequested.connect(self.show_search)
+        self.panel: IndexPanel | None = None
+        self.settings: SettingsDialog | None = None
+        self.has_tray = tray_available() if use_tray is None else use_tray
+        self.tray: Tray | None = None
+        if self.has_tray:
+            self.tray = Tray(app_icon(), self.indexer, self)
+            self.tray.searchRequested.connect(self.toggle_quick)
+            self.tray.showRequested.connect(self.show_window)
+            self.tray.panelRequested.connect(self.show_panel)
+            self.tray.quitRequested.connect(self.quit)
+        else:
+            self.window.set_tray_note("No system tray on this desktop: Sift runs while this window is open.")
+        self.window.settingsRequested.connect(self.show_settings)
+        self.window.panelRequested.connect(self.show_panel)
+        self.window.addFolderRequested.connect(self.choose_folder)
+        self.window.closing.connect(self._window_closing)
+        self._quitting = False
+
+    # -- start and stop ---------------------------------------------------------------------------
+
+    def start(self, *, quick: bool = False, index: bool = True) -> None:
+        """Show the window at once; load the model and bring the index up to date in the background."""
+        if self.tray is not None:
+            self.tray.show()
+        if quick:
+            self.toggle_quick(None)
+        else:
+            self.show_window()
+        self.warm_up()
+        self.indexer.refresh_status()
+        if index:
+            self.indexer.start()
+
+    def warm_up(self) -> None:
+        """Load the model (torch and all) on a worker, in the search lane, so the first search is quick."""
+        engine = self.engine
+
+        def warm() -> int:
+            engine.search(WARM_UP_QUERY, limit=1)
+            return engine.embedder.ndim
+
+        self.window.set_warm("warming")
+        self.tasks.run(warm, lane="search", key="warm", name="warm up", done=self._warm_done, error=self._warm_failed)
+
+    def _warm_done(self, ndim: int) -> None:
+        self.ndim = ndim
+        self.window.set_warm("ready")
+        self.warmed.emit(True)
+
+    def _warm_failed(self, exc: BaseException) -> None:
+        self.window.set_warm("failed", str(exc))
+        self.warmed.emit(False)
+
+    def shutdown(self) -> None:
+        """Stop indexing after its batch, drop pending work, and join every worker thread."""
+        self._quitting = True
+        for w in (self.quick, self.settings, self.panel):
+            if w is not None:
+                w.close()
+        if self.tray is not None:
+            self.tray.hide()
+        self.window.hide()
+        self.indexer.stop()   # the background service: its batch in flight stops at its next step
+        self.tasks.shutdown()
+        self.indexer.stop()   # …and one that a task was starting meanwhile
+        self.prefs.sync()
+
+    def quit(self) -> None:
+        self.shutdown()
+        app = QApplication.instance()
+        if app is not None:
+            app.quit()
+
+    # -- windows ----------------------------------------------------------------------------------
+
+    def activate(self, message: str = "show") -> None:
+        """A second launch asked for us."""
+        if message == "quick":
+            self.toggle_quick(None)
+        else:
+            self.show_window()
+
+    def show_window(self) -> None:
+        w = self.window
+        if w.isMinimized():
+            w.showNormal()
+        w.show()
+        w.raise_()
+        w.activateWindow()
+        w.focus_search()
+
+    def show_search(self, query: str) -> None:
+        self.show_window()
+        self.window.set_query(query)
+
+    def toggle_quick(self, near: QRect | None) -> None:
+        if self.quick.isVisible():
+            self.quick.dismiss()
+        else:
+            self.quick.popup(near)
+
+    def show_panel(self) -> None:
+        if self.panel is None:
+            self.panel = IndexPanel(self.indexer, self.window)
+            self.panel.revealRequested.connect(self.actions.reveal)
+        self.panel.show()
+        self.panel.raise_()
+        self.panel.activateWindow()
+
+    def show_settings(self) -> SettingsDialog:
+        if self.settings is not None and self.settings.isVisible():
+            self.settings.raise_()
+            return self.settings
+        if self.settings is not None:
+            self.settings.deleteLater()  # a closed one: start from the settings as they are now
+        status = self.indexer.state.status
+        self.settings = SettingsDialog(self.engine, self.indexer, self.prefs, chunks=status.chunks if status else 0,
+                                       ndim=self.ndim, tray_available=self.has_tray, parent=self.window)
+        self.settings.applied.connect(self._settings_applied)
+        self.settings.show()
+        return self.settings
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window, "Choose a folder to search", os.path.expanduser("~"))
+        if folder:
+            self.add_folder(folder)
+
+    def add_folder(self, folder: str) -> None:
+        self.indexer.change(lambda: self.engine.add_folder(folder), done=lambda _: self._settings_applied(),
+                            error=lambda exc: QMessageBox.warning(self.window, "Sift", str(exc)))
+
+    def _settings_applied(self) -> None:
+        self.window.folders_changed()
+
+    def _window_closing(self, event: QCloseEvent) -> None:
+        if self._quitting:
+            event.accept()
+            return
+        if self.tray is not None and self.prefs.keep_in_tray:
+            event.ignore()
+            self.window.hide()
+            if not self.prefs.told_about_tray:
+                self.prefs.told_about_tray = True
+                self.tray.notify("Sift is still running", "Indexing goes on in the background. Click the tray "
+                                 "icon to search, or choose Quit from its menu.")
+            return
+        event.accept()
+        self.quit()
+
+
+def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sift-desktop", description="Sift: private search over your documents.")
+    parser.add_argument("--quick", action="store_true",
+                        help="show the quick-search popup (bind this to a keyboard shortcut in your desktop)")
+    parser.add_argument("--home", metavar="DIR", help="keep all of Sift's data in DIR (like SIFT_HOME)")
+    args, _qt_args = parser.parse_known_args(list(argv)[1:])
+    return args
+
+
+def _quit_on_signals(sift: SiftApp) -> None:
+    """Ctrl+C in a terminal, or a session's SIGTERM, quits cleanly (indexing stops after its batch)."""
+    for name in ("SIGINT", "SIGTERM"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda *_: sift.quit())
+    # Python runs signal handlers only between bytecodes; a slow tick lets it while Qt waits.
+    tick = QTimer(sift)
+    tick.timeout.connect(lambda: None)
+    tick.start(500)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    multiprocessing.freeze_support()  # parse workers in a frozen (PyInstaller) app
+    argv = list(sys.argv if argv is None else argv)
+    args = _parse_args(argv)
+    logging.basicConfig(level=os.environ.get("SIFT_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    QApplication.setApplicationName("Sift")
+    QApplication.setApplicationDisplayName("Sift")
+    QApplication.setDesktopFileName("sift")
+    app = QApplication.instance() or QApplication(argv)
+    app.setWindowIcon(app_icon())
+    app.setQuitOnLastWindowClosed(False)  # the tray keeps us; the window's close decides
+
+    paths = resolve_paths({"SIFT_HOME": args.home} if args.home else None)
+    instance = SingleInstance(SingleInstance.key_for(paths))
+    if instance.notify_running("quick" if args.quick else "show"):
+        return 0
+    instance.listen()
+    try:
+        engine = Engine.open(args.home)
+    except SiftError as exc:
+        QMessageBox.critical(None, "Sift cannot start", str(exc))
+        return 1
+    sift = SiftApp(engine)
+    instance.activated.connect(sift.activate)
+    _quit_on_signals(sift)
+    sift.start(quick=args.quick)
+    try:
+        return app.exec()
+    finally:
+        sift.shutdown()
+        instance.close()
+        engine.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Search-as-you-type: debounced, run as a background task, stale results dropped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from engine import Engine
+from desktop.tasks import Tasks
+
+DEBOUNCE_MS = 160   # long enough to skip searches for half-typed words, short enough to feel instant
+LIMIT = 30
+# While indexing, the model may be busy embedding a batch for seconds; a search by meaning
+# that has not answered after this long gets keyword results (no model needed) shown meanwhile.
+KEYWORDS_AFTER_MS = 350
+
+
+class SearchController(QObject):
+    """Turns the text of a search box (plus filter words) into results on the GUI thread.
+
+    Every search is a task with one key, so a newer search supersedes an older one: the older
+    one's results are dropped even if it finishes last.
+    """
+
+    started = Signal(str)          # the full query, as it starts running
+    results = Signal(str, list)    # the full query, its hits; only for the latest query
+    failed = Signal(str, str)      # the full query, a message to show
+    cleared = Signal()             # nothing to search for
+
+    def __init__(self, engine: Engine, tasks: Tasks, parent: QObject | None = None, *, key: str = "search",
+                 limit: int = LIMIT, debounce_ms: int = DEBOUNCE_MS,
+                 indexing: Callable[[], bool] | None = None) -> None:
+        super().__init__(parent)
+        self.engine, self.tasks, self.key, self.limit = engine, tasks, key, limit
+        self.indexing = indexing or (lambda: False)
+        self.partial = False      # the results shown are keyword matches standing in for a slow search
+        self.text = ""
+        self.filters = ""
+        self.mode = ""            # the pipeline that ran the last search: hybrid, rerank, filter…
+        self.note = ""            # the engine's remark on the last search, e.g. a reranker missing
+        self.running_query = ""   # the query in flight, "" when none
+        self.shown_query = ""     # the query whose results are shown
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(debounce_ms)
+        self._timer.timeout.connect(self.search_now)
+        self._keywords_timer = QTimer(self)
+        self._keywords_timer.setSingleShot(True)
+        self._keywords_timer.setInterval(KEYWORDS_AFTER_MS)
+        self._keywords_timer.timeout.connect(self._keywords_meanwhile)
+
+    @property
+    def query(self) -> str:
+        return " ".join(part for part in (self.text.strip(), self.filters.strip()) if part)
+
+    @property
+    def busy(self) -> bool:
+        """A search is waiting for typing to pause, or running."""
+        return self._timer.isActive() or bool(self.running_query)
+
+    def set_text(self, text: str) -> None:
+        """Called on every keystroke: searches once typing pauses."""
+        self.text = text
+        if not self.query:
+            self._timer.stop()
+            self._keywords_timer.stop()
+            self.tasks.cancel(self.key)
+            self.tasks.cancel(self.key + ":keywords")
+            self.running_query = self.shown_query = ""
+            self.cleared.emit()
+            return
+        self._timer.start()
+
+    def set_filters(self, filters: str) -> None:
+        self.filters = filters
+        self.set_text(self.text)
+
+    def search_now(self) -> None:
+        self._timer.stop()
+        query = self.query
+        if not query:
+            self.cleared.emit()
+            return
+        self.running_query = query
+        self.started.emit(query)
+        engine, limit = self.engine, self.limit
+        self.tasks.run(lambda: engine.search_detailed(query, limit=limit), key=self.key, lane="search",
+                       name=f"search {query!r}", done=lambda result: self._done(query, result),
+                       error=lambda exc: self._failed(query, exc))
+        self._keywords_timer.start()
+
+    def _keywords_meanwhile(self) -> None:
+        """The search by meaning is slow (the model is busy indexing): show keyword matches until it answers."""
+        query = self.running_query
+        if not query or not self.indexing():
+            return
+        engine, limit = self.engine, self.limit
+
+        def shown(result) -> None:
+            if self.running_query == query:  # the full search has not answered yet
+                self.partial, self.mode = True, "bm25"
+                self.note = getattr(result, "note", "")
+                self.results.emit(query, list(result.hits))
+
+        self.tasks.run(lambda: engine.search_detailed(query, limit=limit, mode="bm25"), key=self.key + ":keywords",
+                       lane="keywords", name=f"keywords {query!r}", done=shown, error=lambda exc: None)
+    def _done(self, query: str, result) -> None:
+        self._keywords_timer.stop()
+        self.partial = False
+        self.running_query = ""
+        self.shown_query = query
+        self.note = getattr(result, "note", "")
+        self.mode = getattr(result, "mode", "")
+        self.results.emit(query, list(getattr(result, "hits", result)))
+
+    def _failed(self, query: str, exc: BaseException) -> None:
+        self._keywords_timer.stop()
+        self.partial = False
+        self.running_query = ""
+        self.failed.emit(query, str(exc) or type(exc).__name__)
