@@ -183,11 +183,19 @@ class SentenceTransformerEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.ndim), dtype=np.float32)
-        with self._use_lock:
-            # encode sorts by length internally, so each batch pads little.
-            vectors = self.model.encode_document(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                                 convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
+        model = self.model
+        # Length-sorted batches pad little; the lock is taken per batch, not for the whole
+        # list, so a query typed while indexing waits for one batch at most.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        out = np.empty((len(texts), self.ndim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            part = order[start:start + self.batch_size]
+            with self._use_lock:
+                vectors = model.encode_document([texts[i] for i in part], batch_size=len(part),
+                                                normalize_embeddings=True, convert_to_numpy=True,
+                                                show_progress_bar=False)
+            out[part] = vectors
+        return out
 
     def embed_query(self, text: str) -> np.ndarray:
         with self._use_lock:
