@@ -6,7 +6,9 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -193,15 +195,16 @@ def cmd_status(engine: Engine, args) -> int:
 
 def _service_text(p: Progress, folders: int) -> str:
     """One line for the background service when it is not in the middle of a run."""
+    if p.error:
+        return f"Waiting to retry: {p.error}"
     parts = ["Paused" if p.paused else "Up to date"]
     if p.watching:
         parts.append(f"watching {folders} folder{'s' if folders != 1 else ''}")
-    if p.files_queued:
-        parts.append(f"{p.files_queued} changes waiting")
+    if p.paused and p.files_queued:  # otherwise they are indexed within a second or two
+        parts.append(f"{p.files_queued} change{'s' if p.files_queued != 1 else ''} waiting")
     if p.offline:
         parts.append("offline: " + ", ".join(p.offline))
-    text = " · ".join(parts)
-    return f"Waiting to retry: {p.error}" if p.error else text
+    return " · ".join(parts)
 
 
 def cmd_watch(engine: Engine, args) -> int:
@@ -214,6 +217,11 @@ def cmd_watch(engine: Engine, args) -> int:
           file=sys.stderr)
     line = _ProgressLine()
     shown = ""
+
+    def stop(signum, frame):  # `kill` and logging out stop it as cleanly as Ctrl+C
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
     try:
         while service.running:
             p = engine.progress()
@@ -221,14 +229,16 @@ def cmd_watch(engine: Engine, args) -> int:
                 if not args.quiet:
                     line(p)
                 shown = ""
-            elif (text := _service_text(p, folders)) != shown:
-                shown = text
+            elif (service.full_runs or p.error or p.paused) and (text := _service_text(p, folders)) != shown:
+                shown = text  # (not "up to date" before the first pass has looked)
                 line.done()
                 print(text, file=sys.stderr, flush=True)
             time.sleep(0.2)  # how often the terminal line is refreshed
     except KeyboardInterrupt:
         pass
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         line.done()
         engine.stop_service()
     print("Stopped watching. Everything indexed so far is kept.", file=sys.stderr)
