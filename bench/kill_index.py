@@ -398,7 +398,7 @@ def main() -> int:
     report = json.loads(check_final.stdout.strip().splitlines()[-1])
     n = sum(1 for _ in docs.glob("*.txt"))
     complete = final.returncode == 0 and report["files"] == n and not report["problems"]
-    print(f"kill moments: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+    print("kill moments: " + ", ".join(f"{k} {v}" for k, v in counts.items())
           + f" ({attempts - kills} runs finished before their moment: checked, not counted)")
     print(f"final run: {time.monotonic() - t:.1f} s, {report['files']}/{n} files, "
           f"{'complete' if complete else 'INCOMPLETE ' + '; '.join(report['problems'])}")

@@ -17,7 +17,6 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
-from engine import Engine, Paths, SiftError, resolve_paths
 from desktop import theme
 from desktop.icons import app_icon
 from desktop.indexing import Indexer
@@ -29,6 +28,7 @@ from desktop.settings import DEFAULT_NDIM, SettingsDialog
 from desktop.status import IndexPanel
 from desktop.tasks import Tasks
 from desktop.tray import Tray, tray_available
+from engine import Engine, Paths, SiftError, resolve_paths
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from engine import Engine, FileStatus, IndexReport, Progress, StatusReport
 from desktop.tasks import Task, Tasks
+from engine import Engine, FileStatus, IndexReport, Progress, StatusReport
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import Engine, Hit
 from desktop import theme
 from desktop.indexing import Indexer
 from desktop.opener import ResultActions
@@ -31,6 +30,7 @@ from desktop.results import ResultsModel, ResultsView
 from desktop.search import SearchController
 from desktop.status import StatusLine
 from desktop.tasks import Tasks
+from engine import Engine, Hit
 
 SAMPLE_QUERIES = (
     "remove limescale from the coffee machine",

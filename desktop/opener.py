@@ -13,8 +13,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 
-from engine import Engine, Hit
 from desktop.tasks import Tasks
+from engine import Engine, Hit
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import Engine, Hit
 from desktop import theme
 from desktop.context import Context, passage_context
 from desktop.highlight import term_spans, to_html
 from desktop.icons import type_badge, type_label
 from desktop.results import friendly_date, page_text, short_folder
 from desktop.tasks import Tasks
+from engine import Engine, Hit
 
 KIND_NAMES = {"pdf": "PDF", "docx": "Word document", "pptx": "PowerPoint", "xlsx": "Excel workbook",
               "html": "Web page", "text": "Text", "email": "Email", "epub": "E-book", "odf": "OpenDocument"}
@@ -185,7 +185,7 @@ class PreviewPane(QWidget):
             for p in hit.passages:
                 where = f"Page {p.page}" if p.page is not None else ""
                 body = to_html(p.snippet, p.highlights, background=bg, color=fg)
-                parts.append(f'<p style="margin-top:6px;margin-bottom:10px">'
+                parts.append('<p style="margin-top:6px;margin-bottom:10px">'
                              + (f'<span style="color:{accent};font-weight:600">{where}</span>&nbsp; ' if where else "")
                              + f'<span style="color:{text_color}">{body}</span></p>')
         if hit.duplicates:

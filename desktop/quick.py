@@ -6,12 +6,12 @@ from PySide6.QtCore import QEvent, QPoint, QRect, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QKeyEvent
 from PySide6.QtWidgets import QFrame, QLabel, QLineEdit, QVBoxLayout, QWidget
 
-from engine import Engine
 from desktop import theme
 from desktop.opener import ResultActions
 from desktop.results import ResultsModel, ResultsView
 from desktop.search import SearchController
 from desktop.tasks import Tasks
+from engine import Engine
 
 WIDTH = 620
 MAX_ROWS = 6

@@ -11,10 +11,10 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QAbstractTextDocumentLayout, QColor, QFontMetrics, QPainter, QPalette, QTextDocument
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from engine import Hit
 from desktop import theme
 from desktop.highlight import to_html
 from desktop.icons import type_badge, type_label
+from engine import Hit
 
 HitRole = Qt.ItemDataRole.UserRole + 1
 RelevanceRole = Qt.ItemDataRole.UserRole + 2

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from engine import Engine
 from desktop.tasks import Tasks
+from engine import Engine
 
 DEBOUNCE_MS = 160   # long enough to skip searches for half-typed words, short enough to feel instant
 LIMIT = 30

@@ -27,10 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import BUNDLED_MODEL, Config, Engine
 from desktop import theme
 from desktop.indexing import Indexer
 from desktop.prefs import Prefs
+from engine import BUNDLED_MODEL, Config, Engine, human_size
 
 DEFAULT_NDIM = 384  # the bundled model's; the real figure is used once the model has loaded
 VECTOR_BYTES = {"i8": 1.0, "f16": 2.0, "f32": 4.0, "b1": 1 / 8}
@@ -47,14 +47,6 @@ REINDEX_FIELDS = ("exclude", "include_hidden", "max_file_mb", "model", "vector_d
 def index_size(chunks: int, ndim: int, dtype: str) -> int:
     """Bytes the vector index takes for this many passages at this precision (an estimate)."""
     return int(chunks * (ndim * VECTOR_BYTES[dtype] + GRAPH_BYTES_PER_VECTOR))
-
-
-def human_size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def _hint(text: str) -> QLabel:

@@ -23,9 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import Problem, Progress, StatusReport
 from desktop import theme
 from desktop.indexing import Indexer, IndexState
+from engine import Problem, Progress, StatusReport
 
 # How each problem reads to a person, before the engine's specific reason.
 PROBLEM_LABELS = {

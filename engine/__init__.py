@@ -24,6 +24,7 @@ from engine.types import (
     Progress,
     StatusReport,
     Why,
+    human_size,
 )
 
 __all__ = [
@@ -49,5 +50,6 @@ __all__ = [
     "SiftError",
     "StatusReport",
     "Why",
+    "human_size",
     "resolve_paths",
 ]

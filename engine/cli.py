@@ -13,9 +13,9 @@ import time
 from collections.abc import Sequence
 
 from engine.engine import Engine
-from engine.search import MODES
 from engine.errors import Cancelled, SiftError
-from engine.types import Hit, IndexReport, Progress
+from engine.search import MODES
+from engine.types import Hit, IndexReport, Progress, human_size
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -24,14 +24,6 @@ TOUR_QUERIES = (
     "what tyre pressure should a road bike have",
     "how do birds find their way when migrating",
 )
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 class _ProgressLine:
@@ -185,7 +177,7 @@ def cmd_status(engine: Engine, args) -> int:
     print(f"Chunks: {s.chunks}")
     print(f"Model: {s.model}")
     print(f"Reranker: {s.reranker}")
-    print(f"Vector index: {s.vector_dtype}, {_size(s.index_bytes)}; catalog {_size(s.catalog_bytes)}")
+    print(f"Vector index: {s.vector_dtype}, {human_size(s.index_bytes)}; catalog {human_size(s.catalog_bytes)}")
     if s.problems:
         print(f"Could not index {len(s.problems)} files:")
         for p in s.problems:

@@ -22,16 +22,15 @@ from engine.errors import Cancelled, DiskFullError, FolderError, SiftError
 from engine.indexer import Indexer, forget_root_devices, is_within, iter_paths, offline_roots
 from engine.parse.runner import ParseRunner
 from engine.paths import Paths, resolve_paths, samples_dir
-from engine.types import FileStatus, Hit, IndexReport, Problem, Progress, StatusReport
 from engine.rerank import CrossEncoderReranker, Reranker, import_reranker
 from engine.search import RERANK_MAX_TOKENS, Searcher, SearchResult
+from engine.types import Hit, IndexReport, Problem, Progress, StatusReport
 from engine.vectors import IndexFileError, VectorIndex
 
 if TYPE_CHECKING:  # imported where a service is started: the CLI's other commands need no watchdog
     from engine.service import IndexService
 
 log = logging.getLogger(__name__)
-
 
 
 class Engine:

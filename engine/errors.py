@@ -20,6 +20,8 @@ import errno
 import os
 import shutil
 
+from engine.types import human_size
+
 
 class SiftError(Exception):
     """Base class for errors the engine raises on purpose."""
@@ -55,7 +57,7 @@ class DiskFullError(SiftError):
         where = f"the disk mounted at {mount}" if mount and mount != self.folder else "the disk"
         super().__init__(
             f"{where[0].upper()}{where[1:]} holding {self.folder} is full"
-            f"{f' ({_human(free)} free)' if free is not None else ''}, so Sift could not {what}. "
+            f"{f' ({human_size(free)} free)' if free is not None else ''}, so Sift could not {what}. "
             "Everything indexed before is kept. Free some space on that disk and indexing resumes "
             "where it stopped."
         )
@@ -102,14 +104,6 @@ def _mount_point(folder: str | os.PathLike) -> str | None:
         return path
     except OSError:
         return None
-
-
-def _human(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 class ParseError(SiftError):

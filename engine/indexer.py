@@ -23,7 +23,7 @@ from engine.embed import SPECIAL_TOKENS, Embedder, text_hash
 from engine.errors import Cancelled, ParseError
 from engine.parse import SUPPORTED_SUFFIXES, kind_for
 from engine.parse.runner import ParseRunner
-from engine.types import Chunk, FileStatus, IndexReport, ParsedFile, Progress
+from engine.types import Chunk, FileStatus, IndexReport, ParsedFile, Progress, human_size
 from engine.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -457,7 +457,7 @@ class Indexer:
                 d = disk[path]
                 if d.size > self.config.max_file_bytes:
                     problems.append((path, FileStatus.TOO_LARGE,
-                                     f"{_human(d.size)} is over the {self.config.max_file_mb} MB limit set in settings"))
+                                     f"{human_size(d.size)} is over the {self.config.max_file_mb} MB limit set in settings"))
                     continue
                 try:
                     digests[path] = content_hash(path)
@@ -561,14 +561,6 @@ class Indexer:
                      files_failed=self.progress.files_failed + sum(1 for p in problems if p[1] != FileStatus.VANISHED),
                      chunks_embedded=self.progress.chunks_embedded + len(todo),
                      chunks_reused=self.progress.chunks_reused + reused)
-
-
-def _human(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def iter_paths(paths: Iterable[str | Path]) -> list[str]:

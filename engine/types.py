@@ -159,3 +159,15 @@ class StatusReport:
     catalog_bytes: int = 0
     problems: tuple[Problem, ...] = ()
     offline: tuple[str, ...] = ()  # folders not there now (unplugged drive?): their files are kept
+
+
+def human_size(n: float) -> str:
+    """Bytes as a person reads them: "512 bytes", "100 MB", "12.3 GB"."""
+    if n < 1024:
+        return f"{n:.0f} bytes"
+    value = float(n)
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1024
+        if value < 1024 or unit == "TB":
+            break
+    return f"{value:.0f} {unit}" if value.is_integer() or value >= 100 else f"{value:.1f} {unit}"

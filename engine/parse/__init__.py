@@ -23,7 +23,7 @@ from engine.parse import (
     text,
     word,
 )
-from engine.types import FileStatus, Page, ParsedFile
+from engine.types import FileStatus, Page, ParsedFile, human_size
 
 __all__ = ["SUPPORTED_SUFFIXES", "kind_for", "parse"]
 
@@ -89,7 +89,7 @@ def _read(fmt: _Format, path: Path, max_bytes: int) -> tuple[Page, ...]:
     if not stat.S_ISREG(info.st_mode):
         raise ParseError(FileStatus.UNSUPPORTED, "not a regular file")
     if info.st_size > max_bytes:
-        size, limit = guard.human_size(info.st_size), guard.human_size(max_bytes)
+        size, limit = human_size(info.st_size), human_size(max_bytes)
         reason = f"{size} is over the {limit} limit set in settings"
         raise ParseError(FileStatus.TOO_LARGE, reason)
     if info.st_size == 0:

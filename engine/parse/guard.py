@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 
 from engine.errors import ParseError
-from engine.types import FileStatus
+from engine.types import FileStatus, human_size
 
 ZIP_EXPANSION_FACTOR = 20              # a zip may expand to 20× the size cap…
 ZIP_EXPANSION_CEILING = 500 * 1024**2  # …but never past 500 MB
@@ -15,17 +15,6 @@ ZIP_EXPANSION_CEILING = 500 * 1024**2  # …but never past 500 MB
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
 
-
-def human_size(n: int) -> str:
-    """Bytes as a person reads them: "512 bytes", "100 MB", "12.3 GB"."""
-    if n < 1024:
-        return f"{n} bytes"
-    value = float(n)
-    for unit in ("KB", "MB", "GB", "TB"):
-        value /= 1024
-        if value < 1024 or unit == "TB":
-            break
-    return f"{value:.0f} {unit}" if value.is_integer() or value >= 100 else f"{value:.1f} {unit}"
 
 
 def check_zip(path: Path, *, label: str, max_bytes: int) -> None:

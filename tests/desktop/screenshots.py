@@ -77,9 +77,9 @@ def main() -> int:
 
     app = QApplication(sys.argv[:1])
     app.setApplicationName("Sift")
-    from engine import Engine
     from desktop import theme
     from desktop.app import SiftApp
+    from engine import Engine
 
     engine = Engine.open(home)
     sift = SiftApp(engine, opener=NoOpener(), use_tray=False)

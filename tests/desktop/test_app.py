@@ -7,19 +7,17 @@ import threading
 import uuid
 
 import pytest
-
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtWidgets import QDialog
 
-from engine import Engine
-from engine.embed import FakeEmbedder
 from desktop.app import SingleInstance
 from desktop.opener import open_commands, reveal_commands
 from desktop.settings import index_size
 from desktop.status import StatusLine
+from engine import Engine
+from engine.embed import FakeEmbedder
 from tests.desktop.conftest import WAIT_MS, search
 from tests.helpers import write
-
 
 # -- folders and settings --------------------------------------------------------------------------
 

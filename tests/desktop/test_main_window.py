@@ -10,9 +10,9 @@ import threading
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
+from desktop.highlight import to_html
 from engine import Engine, ModelError, SiftError
 from engine.embed import FakeEmbedder
-from desktop.highlight import to_html
 from tests.desktop.conftest import WAIT_MS, search
 
 LIMESCALE = "remove limescale from the coffee machine"

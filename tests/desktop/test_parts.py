@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from engine import Hit, Progress
 from desktop.highlight import term_spans, to_html
 from desktop.indexing import IndexState
 from desktop.mainwindow import filter_words
 from desktop.preview import reflow
 from desktop.results import friendly_date, relevance
 from desktop.status import summary
+from engine import Hit, Progress
 
 
 def _hit(score: float) -> Hit:

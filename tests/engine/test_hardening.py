@@ -70,8 +70,9 @@ def test_a_full_catalog_stops_indexing_with_a_clear_error_and_resumes(make_engin
 
 
 def test_a_full_disk_while_saving_the_vector_index_keeps_the_old_file(make_engine, notes, monkeypatch):
-    import engine.errors as errors
     from usearch.index import Index
+
+    import engine.errors as errors
 
     engine = make_engine()
     engine.add_folder(notes)

@@ -12,8 +12,8 @@ from engine.engine import Engine
 from engine.errors import Cancelled, FolderError
 from engine.indexer import is_excluded, scan
 from engine.types import FileStatus
-from tests.helpers import bump_mtime, write
 from tests.filemaker import make_pdf
+from tests.helpers import bump_mtime, write
 
 ESPRESSO = "The espresso machine needs descaling every month to remove mineral deposits."
 BIKE = "Road bike tyres should be inflated to the pressure printed on the sidewall."

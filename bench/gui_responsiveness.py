@@ -107,10 +107,10 @@ def main() -> int:
     docs, home = work / "docs", work / "home"
     os.environ["SIFT_HOME"] = str(home)
 
-    app = QApplication(sys.argv[:1])
+    app = QApplication(sys.argv[:1])  # noqa: F841 (kept alive for the run)
+    from desktop.app import SiftApp
     from engine import Engine
     from engine.paths import samples_dir
-    from desktop.app import SiftApp
 
     make_documents(docs, args.docs, seed=1, samples=samples_dir())
     engine = Engine.open(home)
