@@ -1,6 +1,6 @@
 """Benchmark (not a test): is the GUI thread ever blocked while the model loads, while indexing, while searching?
 
-    xvfb-run -a .venv/bin/python tests/desktop/responsiveness.py [--docs 1400] [--work DIR]
+    xvfb-run -a .venv/bin/python bench/gui_responsiveness.py [--docs 1400] [--work DIR]
 
 Makes DOCS text documents from the sample documents' paragraphs, starts the real app (real
 model) over them, and runs a QTimer heartbeat every 5 ms on the GUI thread the whole time. It
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
