@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from engine.engine import Engine
 from engine.errors import Cancelled, SiftError
+from engine.rerank import DEFAULT_RERANKER, reranker_download_size
 from engine.search import MODES
 from engine.types import Hit, IndexReport, Progress, human_size
 
@@ -151,6 +152,19 @@ def cmd_search(engine: Engine, args) -> int:
 
 def cmd_similar(engine: Engine, args) -> int:
     _print_hits(engine.similar(args.path, limit=args.limit))
+    return EXIT_OK
+
+
+def cmd_reranker_download(engine: Engine, args) -> int:
+    size = reranker_download_size(args.name)
+    print(f"{args.name} is {human_size(size)}; it will be saved in Sift's data folder and used for stage 2.")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise SiftError("Add --yes to download without being asked (no terminal to ask on).")
+        if input("Download it now? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("Nothing downloaded.")
+            return EXIT_OK
+    print(f"Installed {engine.download_reranker(args.name)}; search now runs both stages.")
     return EXIT_OK
 
 
@@ -308,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = rsub.add_parser("import", help="copy a sentence-transformers CrossEncoder folder into Sift and use it")
     r.add_argument("folder")
     r.set_defaults(func=cmd_reranker_import)
+    r = rsub.add_parser("download", help="download a cross-encoder from the Hugging Face hub (asks first, shows the size)")
+    r.add_argument("name", nargs="?", default=DEFAULT_RERANKER, help=f"hub name (default {DEFAULT_RERANKER})")
+    r.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    r.set_defaults(func=cmd_reranker_download)
     p = sub.add_parser("status", help="what is indexed, with which model, and what could not be")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_status)

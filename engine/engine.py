@@ -22,7 +22,7 @@ from engine.errors import Cancelled, DiskFullError, FolderError, SiftError
 from engine.indexer import Indexer, forget_root_devices, is_within, iter_paths, offline_roots
 from engine.parse.runner import ParseRunner
 from engine.paths import Paths, resolve_paths, samples_dir
-from engine.rerank import CrossEncoderReranker, Reranker, import_reranker
+from engine.rerank import CrossEncoderReranker, Reranker, download_reranker, import_reranker
 from engine.search import RERANK_MAX_TOKENS, Searcher, SearchResult
 from engine.types import Hit, IndexReport, Problem, Progress, StatusReport
 from engine.vectors import IndexFileError, VectorIndex
@@ -333,6 +333,12 @@ class Engine:
         if not os.path.isdir(self._config.reranker):
             return f"{name} is missing from {self._config.reranker}: search runs the first stage alone"
         return name if self._config.use_reranker else f"{name} (turned off)"
+
+    def download_reranker(self, name: str) -> str:
+        """Download a cross-encoder by hub name and use it; the only place Sift opens a connection."""
+        target = download_reranker(name, self.paths.data / "models")
+        self.update_config(reranker=str(target), use_reranker=True)
+        return str(target)
 
     def import_reranker(self, folder: str | os.PathLike) -> str:
         """Copy a cross-encoder model folder into Sift's data folder and use it for stage 2."""

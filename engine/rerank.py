@@ -91,3 +91,40 @@ def import_reranker(source: str | os.PathLike, models_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.bin", "*.pt", "*.h5", ".git"))
     return target
+
+
+DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L6-v2"
+# What a cross-encoder folder needs: safetensors weights, configs, tokenizer files; never pickles.
+_DOWNLOAD_PATTERNS = ("*.safetensors", "*.json", "*.txt", "*.model")
+
+
+def _hub_error(name: str, exc: Exception) -> ModelError:
+    return ModelError(f"Could not reach the model hub for {name!r} ({exc}). Check the network connection, or "
+                      "import a cross-encoder folder you already have with `sift reranker import FOLDER`.")
+
+
+def reranker_download_size(name: str) -> int:
+    """Bytes `download_reranker` would fetch. This asks the hub, so call it only when the user asks."""
+    from fnmatch import fnmatch
+
+    try:
+        from huggingface_hub import HfApi
+
+        info = HfApi().model_info(name, files_metadata=True)
+    except Exception as exc:
+        raise _hub_error(name, exc) from exc
+    return sum(f.size or 0 for f in info.siblings or ()
+               if any(fnmatch(f.rfilename, p) for p in _DOWNLOAD_PATTERNS))
+
+
+def download_reranker(name: str, models_dir: Path) -> Path:
+    """Fetch a cross-encoder from the hub into Sift's models folder. Only ever on the user's request."""
+    target = models_dir / "rerankers" / name.replace("/", "--")
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(repo_id=name, local_dir=target, allow_patterns=list(_DOWNLOAD_PATTERNS))
+    except Exception as exc:
+        raise _hub_error(name, exc) from exc
+    weights_fingerprint(target)  # refuses a download without safetensors weights
+    return target

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -103,3 +104,47 @@ def test_similar_and_reranker_import_errors(run, docs, tmp_path):
     assert code == 0 and "b.txt" in out and "a.txt" not in out
     code, _, err = run("reranker", "import", str(tmp_path))
     assert code == 1 and "not a model folder" in err
+
+
+def test_reranker_download_shows_the_size_and_needs_consent(run, monkeypatch, tmp_path):
+    import huggingface_hub
+
+    class Sibling:
+        def __init__(self, name, size):
+            self.rfilename, self.size = name, size
+
+    class FakeApi:
+        def model_info(self, name, files_metadata):
+            assert files_metadata
+            return type("Info", (), {"siblings": [Sibling("model.safetensors", 90 * 1024**2),
+                                                  Sibling("config.json", 1024), Sibling("pytorch_model.bin", 10**9)]})
+
+    fetched = []
+
+    def fake_snapshot(repo_id, local_dir, allow_patterns):
+        assert "*.safetensors" in allow_patterns and "*.bin" not in allow_patterns
+        fetched.append(repo_id)
+        os.makedirs(local_dir, exist_ok=True)
+        open(os.path.join(local_dir, "config.json"), "w").write("{}")
+        open(os.path.join(local_dir, "model.safetensors"), "wb").write(b"\0" * 16)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    code, out, err = run("reranker", "download")
+    assert code == 1 and "90.0 MB" in out and "--yes" in err and fetched == []
+    code, out, _ = run("reranker", "download", "--yes")
+    assert code == 0 and fetched == ["cross-encoder/ms-marco-MiniLM-L6-v2"]
+    code, out, _ = run("status")
+    assert "Reranker: cross-encoder--ms-marco-MiniLM-L6-v2" in out
+
+
+def test_reranker_download_without_network_says_what_to_do(run, monkeypatch):
+    import huggingface_hub
+
+    class DeadApi:
+        def model_info(self, name, files_metadata):
+            raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", DeadApi)
+    code, _, err = run("reranker", "download", "--yes")
+    assert code == 1 and "Could not reach the model hub" in err and "reranker import" in err
