@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 
@@ -392,7 +393,11 @@ def test_sift_status_shows_an_offline_folder(monkeypatch, fake_embedder, docs, t
     assert json.loads(capsys.readouterr().out)["offline"] == [str(docs)]
 
 
-def test_sift_watch_runs_in_the_foreground_until_ctrl_c(monkeypatch, fake_embedder, docs, capsys):
+def test_sift_watch_runs_in_the_foreground_until_ctrl_c(monkeypatch, fake_embedder, docs, capsys, request):
+    # A process started in the background by a non-interactive shell (as CI may be) inherits
+    # SIGINT ignored, and then Ctrl+C, real or simulated, never reaches Python: restore it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     real_open = Engine.open
     opened = []
 
