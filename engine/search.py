@@ -140,10 +140,17 @@ def _resolve_folder(value: str, bases: Sequence[str]) -> str:
 # -- snippets -----------------------------------------------------------------------------------
 
 
+def _stem(word: str) -> str:
+    """A prefix that finds the word's other forms: tyres → tyre, descale → desca(ling),
+    pressure → pressu(res) (not 'press')."""
+    if len(word) > 3 and word.endswith("s"):
+        word = word[:-1]
+    return word[: max(5, len(word) - 2)] if len(word) > 5 else word
+
+
 def _term_pattern(query: Query) -> re.Pattern | None:
     """Query words as prefixes (so 'descale' lights up 'descaling'), and phrases verbatim."""
-    stems = sorted({t[: max(4, len(t) - 3)] if len(t) > 5 else t for t in query.terms if t not in _STOPWORDS},
-                   key=len, reverse=True)
+    stems = sorted({_stem(t) for t in query.terms if t not in _STOPWORDS}, key=len, reverse=True)
     alternatives = [r"\s+".join(map(re.escape, p.split())) for p in query.phrases]
     alternatives += [r"\b" + re.escape(s) + r"\w*" for s in stems]
     return re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None

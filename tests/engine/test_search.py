@@ -222,3 +222,9 @@ def test_filter_selectivity_switch(engine, monkeypatch):
     monkeypatch.setattr(search, "EXACT_FILTER_MAX", 0)  # force ANN-then-filter
     assert names(engine.search("espresso descaling type:pdf")) == ["manual.pdf"]
     assert ChunkFilter(kinds=("pdf",)) and not ChunkFilter()
+
+
+def test_highlights_find_word_forms_without_overreaching():
+    snippet, spans = make_snippet("Check tyre pressures; the press embargo; descaling tyres.",
+                                  parse_query("tyres pressure descale"))
+    assert [snippet[s:e] for s, e in spans] == ["tyre", "pressures", "descaling", "tyres"]
