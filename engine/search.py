@@ -278,9 +278,12 @@ class Searcher:
             return SearchResult(self._group(cands, rows, query, limit, score=lambda c: 1.0), "filter", timings, note)
 
         cands: dict[int, _Candidate] = {}
+        q = None
         if ran in ("dense", "hybrid", "rerank"):
             t = time.perf_counter()
-            for rank, cid in enumerate(self._dense(query), 1):
+            q = self._embedder().embed_query(query.text or " ".join(query.phrases))
+            keys, _ = self._ann(q, DENSE_DEPTH, query.where)
+            for rank, cid in enumerate(keys, 1):
                 cands.setdefault(cid, _Candidate(cid)).dense_rank = rank
             timings["dense"] = (time.perf_counter() - t) * 1000
         if ran in ("bm25", "hybrid", "rerank"):
@@ -304,6 +307,12 @@ class Searcher:
         best_possible = (DENSE_WEIGHT if ran != "bm25" else 0) / (RRF_K + 1) + (
             KEYWORD_WEIGHT if ran != "dense" else 0) / (RRF_K + 1)
         score: Callable[[_Candidate], float] = lambda c: min(1.0, c.fused / best_possible)
+        if q is not None and ranked:
+            # Shown relevance: the passage's cosine similarity to the query, which says how close
+            # a match is (ranks only say what came first). Ordering stays by fusion.
+            found, vecs = self.catalog.chunk_vectors(self._embedder().model_id, [c.chunk_id for c in ranked])
+            similarity = dict(zip(found.tolist(), (vecs @ q).tolist()))
+            score = lambda c: max(0.0, min(1.0, similarity.get(c.chunk_id, 0.0)))
         if reranker is not None and ranked:
             t = time.perf_counter()
             head = ranked[:RERANK_DEPTH]
@@ -335,12 +344,6 @@ class Searcher:
         return self._group(ranked, rows, parse_query(""), limit, lambda c: c.fused * (RRF_K + 1))
 
     # stage 1 ----------------------------------------------------------------------------------
-
-    def _dense(self, query: Query) -> list[int]:
-        embedder = self._embedder()
-        q = embedder.embed_query(query.text or " ".join(query.phrases))
-        keys, _ = self._ann(q, DENSE_DEPTH, query.where)
-        return [int(k) for k in keys]
 
     def _ann(self, q: np.ndarray, depth: int, where: ChunkFilter) -> tuple[list[int], np.ndarray]:
         """Nearest chunks to q, exact-rescored with the catalog's f16 vectors when the index is coarse."""

@@ -228,3 +228,10 @@ def test_highlights_find_word_forms_without_overreaching():
     snippet, spans = make_snippet("Check tyre pressures; the press embargo; descaling tyres.",
                                   parse_query("tyres pressure descale"))
     assert [snippet[s:e] for s, e in spans] == ["tyre", "pressures", "descaling", "tyres"]
+
+
+def test_shown_score_is_the_passage_cosine_similarity(engine, fake_embedder):
+    [top, *_] = engine.search("magnetic field stars", mode="hybrid")
+    row = engine.catalog.chunks_by_id([top.chunk_id])[top.chunk_id]
+    cosine = float(fake_embedder.embed_query("magnetic field stars") @ fake_embedder.embed_documents([row.text])[0])
+    assert top.score == pytest.approx(cosine, abs=2e-3)
