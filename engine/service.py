@@ -321,8 +321,12 @@ def _lower_priority() -> None:
 
 def _fewer_torch_threads() -> None:
     """Half the cores for torch (shared with search, whose queries are small), if it is loaded."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        wanted = max(1, (os.cpu_count() or 2) // 2)
-        if torch.get_num_threads() > wanted:
-            torch.set_num_threads(wanted)
+    # While another thread is still importing torch, sys.modules holds a half-made module: leave
+    # it, the next run applies this.
+    get_threads = getattr(sys.modules.get("torch"), "get_num_threads", None)
+    set_threads = getattr(sys.modules.get("torch"), "set_num_threads", None)
+    if get_threads is None or set_threads is None:
+        return
+    wanted = max(1, (os.cpu_count() or 2) // 2)
+    if get_threads() > wanted:
+        set_threads(wanted)
