@@ -30,9 +30,9 @@ TOUR_QUERIES = (
 class _ProgressLine:
     """One self-rewriting line on a terminal; a line every few seconds otherwise (logs, CI)."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr  # looked up now, not when the module was imported
+        self.tty = self.stream.isatty()
         self._last = 0.0
 
     def __call__(self, p: Progress) -> None:

@@ -130,3 +130,31 @@ def docs(tmp_path) -> Path:
     folder = tmp_path / "docs"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture
+def run_cli(monkeypatch, fake_embedder, capsys):
+    """`run_cli("search", "x")` → (exit code, stdout, stderr), with every Engine on the fake embedder.
+
+    `run_cli.opened` lists the data folders of the engines the commands opened.
+    """
+    from engine import cli
+
+    real_open = Engine.open
+    opened: list[Path] = []
+
+    def open_with_fake(home=None, **kw):
+        engine = real_open(home, embedder=fake_embedder)
+        engine.update_config(parse_workers=0)
+        opened.append(engine.paths.data)
+        return engine
+
+    monkeypatch.setattr(Engine, "open", staticmethod(open_with_fake))
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    run.opened = opened
+    return run

@@ -7,28 +7,12 @@ import os
 
 import pytest
 
-from engine import cli
-from engine.engine import Engine
 from tests.helpers import write
 
 
 @pytest.fixture
-def run(monkeypatch, fake_embedder, capsys):
-    real_open = Engine.open
-
-    def open_with_fake(home=None, **kw):
-        engine = real_open(home, embedder=fake_embedder)
-        engine.update_config(parse_workers=0)
-        return engine
-
-    monkeypatch.setattr(Engine, "open", staticmethod(open_with_fake))
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = cli.main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def run(run_cli):
+    return run_cli
 
 
 def test_add_index_search_status(run, docs):

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import cli
 from engine.engine import Engine
 from engine.errors import SiftError
 from engine.evaluate import (
@@ -259,25 +258,8 @@ def _collection(folder: Path) -> Path:
 
 
 @pytest.fixture
-def run(monkeypatch, fake_embedder, capsys):
-    real_open = Engine.open
-    opened: list[Path] = []
-
-    def open_with_fake(home=None, **kw):
-        engine = real_open(home, embedder=fake_embedder)
-        engine.update_config(parse_workers=0)
-        opened.append(engine.paths.data)
-        return engine
-
-    monkeypatch.setattr(Engine, "open", staticmethod(open_with_fake))
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = cli.main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    run.opened = opened
-    return run
+def run(run_cli):
+    return run_cli
 
 
 def test_sift_eval_json_end_to_end(run, tmp_path, home):
