@@ -187,12 +187,12 @@ def test_excludes_hidden_and_private_places(make_engine, docs):
     assert set(indexed(engine)) == {"keep.txt", ".hidden.txt"}
 
 
-def test_symlinks_followed_only_inside_roots(tmp_path, make_engine, docs):
+def test_symlinks_never_lead_outside_the_roots_or_loop(tmp_path, make_engine, docs):
     outside = write(tmp_path / "outside" / "private.txt", BIRDS)
     write(docs / "inside" / "a.txt", ESPRESSO)
     os.symlink(outside, docs / "link-out.txt")
     os.symlink(outside.parent, docs / "dir-out")
-    os.symlink(docs / "inside", docs / "again")  # same folder twice: indexed once
+    os.symlink(docs / "inside", docs / "again")  # its files are indexed once, under their own path
     os.symlink(docs, docs / "inside" / "up")     # a loop
     found, _ = scan([str(docs)], exclude=(), include_hidden=False)
     assert [os.path.basename(p) for p in found] == ["a.txt"]
