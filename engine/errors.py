@@ -6,7 +6,9 @@
     ├── ModelError               an embedding model cannot be found or loaded
     ├── CatalogError             the catalog is unreadable or from a newer Sift
     ├── DiskFullError            the disk holding Sift's data is full; nothing committed is lost
-    └── ParseError               one file could not be turned into text (carries a FileStatus)
+    ├── ParseError               one file could not be turned into text (carries a FileStatus)
+    └── IndexFileError           (engine/vectors.py) the saved vector index is missing or damaged;
+                                 the engine rebuilds it from the catalog, so callers rarely see it
 
     Cancelled                    not an error: raised when the caller cancels long work; not a
                                  SiftError, so `except SiftError` never swallows a cancel.
