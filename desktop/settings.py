@@ -70,6 +70,16 @@ def _column(*widgets: QWidget) -> QWidget:
     return box
 
 
+def _form_page(form: QFormLayout) -> QWidget:
+    """A settings tab holding one form, top-aligned."""
+    page = QWidget()
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(12, 12, 12, 12)
+    layout.addLayout(form)
+    layout.addStretch(1)
+    return page
+
+
 def _left(widget: QWidget) -> QWidget:
     """A widget at its natural width, at the left of its field."""
     box = QWidget()
@@ -238,12 +248,7 @@ class SettingsDialog(QDialog):
         form.addRow("Reranking", _column(self.rerank, self.rerank_note, _left(self.add_reranker)))
         form.addRow("Run models on", _left(self.device))
         form.addRow("Vector precision", _column(_left(self.precision), self.size_note))
-        page = QWidget()
-        layout = QVBoxLayout(page)
-        layout.setContentsMargins(12, 12, 12, 12)
-        layout.addLayout(form)
-        layout.addStretch(1)
-        return page
+        return _form_page(form)
 
     def _appearance_tab(self, tray_available: bool) -> QWidget:
         self.theme_choice = QComboBox()
@@ -259,12 +264,7 @@ class SettingsDialog(QDialog):
         tray_hint = _hint("This desktop has no system tray, so closing the window quits Sift.")
         tray_hint.setVisible(not tray_available)
         form.addRow("Window", _column(self.keep_in_tray, tray_hint))
-        page = QWidget()
-        layout = QVBoxLayout(page)
-        layout.setContentsMargins(12, 12, 12, 12)
-        layout.addLayout(form)
-        layout.addStretch(1)
-        return page
+        return _form_page(form)
 
     # -- folder list ------------------------------------------------------------------------------
 

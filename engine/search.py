@@ -279,10 +279,12 @@ class Searcher:
 
         cands: dict[int, _Candidate] = {}
         q = None
+        similarity: dict[int, float] = {}
         if ran in ("dense", "hybrid", "rerank"):
             t = time.perf_counter()
             q = self._embedder().embed_query(query.text or " ".join(query.phrases))
-            keys, _ = self._ann(q, DENSE_DEPTH, query.where)
+            keys, sims = self._ann(q, DENSE_DEPTH, query.where)
+            similarity = dict(zip(keys, np.asarray(sims, dtype=float).tolist()))
             for rank, cid in enumerate(keys, 1):
                 cands.setdefault(cid, _Candidate(cid)).dense_rank = rank
             timings["dense"] = (time.perf_counter() - t) * 1000
@@ -310,8 +312,11 @@ class Searcher:
         if q is not None and ranked:
             # Shown relevance: the passage's cosine similarity to the query, which says how close
             # a match is (ranks only say what came first). Ordering stays by fusion.
-            found, vecs = self.catalog.chunk_vectors(self._embedder().model_id, [c.chunk_id for c in ranked])
-            similarity = dict(zip(found.tolist(), (vecs @ q).tolist()))
+            # Dense candidates have theirs from stage 1; only keyword-only ones are looked up.
+            missing = [c.chunk_id for c in ranked if c.chunk_id not in similarity]
+            if missing:
+                found, vecs = self.catalog.chunk_vectors(self._embedder().model_id, missing)
+                similarity.update(zip(found.tolist(), (vecs @ q).tolist()))
             score = lambda c: max(0.0, min(1.0, similarity.get(c.chunk_id, 0.0)))
         if reranker is not None and ranked:
             t = time.perf_counter()
