@@ -136,8 +136,8 @@ def instrument(plan: str | None) -> None:
     vectors_module.os.replace = replace
     real_save_vectors = engine_module.Engine._save_vectors
 
-    def save_vectors(self, index):
-        real_save_vectors(self, index)
+    def save_vectors(self, index, *args, **kwargs):
+        real_save_vectors(self, index, *args, **kwargs)
         reached("checksum-committed")
 
     engine_module.Engine._save_vectors = save_vectors

@@ -1,8 +1,6 @@
 """`python -m desktop`: start Sift's desktop app."""
 
-import sys
-
-from desktop.app import main
+from desktop.app import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

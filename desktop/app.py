@@ -18,6 +18,7 @@ from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from desktop import theme
+from desktop.finetune_wizard import FinetuneWizard, model_name
 from desktop.icons import app_icon
 from desktop.indexing import Indexer
 from desktop.mainwindow import MainWindow
@@ -122,6 +123,7 @@ class SiftApp(QObject):
         self.quick.showAllRequested.connect(self.show_search)
         self.panel: IndexPanel | None = None
         self.settings: SettingsDialog | None = None
+        self.finetune: FinetuneWizard | None = None
         self.has_tray = tray_available() if use_tray is None else use_tray
         self.tray: Tray | None = None
         if self.has_tray:
@@ -133,6 +135,7 @@ class SiftApp(QObject):
         else:
             self.window.set_tray_note("No system tray on this desktop: Sift runs while this window is open.")
         self.window.settingsRequested.connect(self.show_settings)
+        self.window.finetuneRequested.connect(self.show_finetune)
         self.window.panelRequested.connect(self.show_panel)
         self.window.addFolderRequested.connect(self.choose_folder)
         self.window.closing.connect(self._window_closing)
@@ -176,7 +179,7 @@ class SiftApp(QObject):
     def shutdown(self) -> None:
         """Stop indexing after its batch, drop pending work, and join every worker thread."""
         self._quitting = True
-        for w in (self.quick, self.settings, self.panel):
+        for w in (self.quick, self.settings, self.panel, self.finetune):
             if w is not None:
                 w.close()
         if self.tray is not None:
@@ -239,8 +242,35 @@ class SiftApp(QObject):
         self.settings = SettingsDialog(self.engine, self.indexer, self.prefs, chunks=status.chunks if status else 0,
                                        ndim=self.ndim, tray_available=self.has_tray, parent=self.window)
         self.settings.applied.connect(self._settings_applied)
+        self.settings.models_tab.changed.connect(self._rolled_back)
         self.settings.show()
         return self.settings
+
+    def show_finetune(self) -> FinetuneWizard:
+        """The "Improve search" wizard; one at a time, and a run still going is shown again, not restarted."""
+        wizard = self.finetune
+        if wizard is not None and (wizard.isVisible() or wizard.training or wizard.adopting):
+            wizard.show()
+            wizard.raise_()
+            return wizard
+        if wizard is not None:
+            wizard.deleteLater()
+        self.finetune = wizard = FinetuneWizard(self.engine, self.tasks, self.window)
+        wizard.modelChanged.connect(self._model_changed)
+        wizard.show()
+        return wizard
+
+    def _model_changed(self, what: str) -> None:
+        self.window.show_message(f"Sift now searches with the new {what}.")
+        if self.window.search.shown_query:  # results on screen come from the new model too
+            self.window.search.search_now()
+
+    def _rolled_back(self, kind: str, value: str) -> None:
+        what = "search model" if kind == "embedder" else "reranker"
+        self.window.show_message(f"Rolled back: Sift searches with the previous {what} ({model_name(value)}) again."
+                                 if value else "Rolled back: Sift searches without a reranker again.")
+        if self.window.search.shown_query:
+            self.window.search.search_now()
 
     def choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self.window, "Choose a folder to search", os.path.expanduser("~"))
@@ -275,6 +305,9 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="show the quick-search popup (bind this to a keyboard shortcut in your desktop)")
     parser.add_argument("--home", metavar="DIR", help="keep all of Sift's data in DIR (like SIFT_HOME)")
+    parser.add_argument("--search", metavar="QUERY", help="start with this search in the window")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation (index samples offline, search, check a known hit) and exit")
     args, _qt_args = parser.parse_known_args(list(argv)[1:])
     return args
 
@@ -294,6 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     multiprocessing.freeze_support()  # parse workers in a frozen (PyInstaller) app
     argv = list(sys.argv if argv is None else argv)
     args = _parse_args(argv)
+    if args.self_test:  # no window: installers and packaging/build.py run it to prove the install works
+        from engine.selftest import main as self_test
+
+        return self_test()
     logging.basicConfig(level=os.environ.get("SIFT_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     QApplication.setApplicationName("Sift")
@@ -317,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     instance.activated.connect(sift.activate)
     _quit_on_signals(sift)
     sift.start(quick=args.quick)
+    if args.search:
+        sift.show_search(args.search)
     try:
         return app.exec()
     finally:
@@ -325,5 +364,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine.close()
 
 
+def run() -> None:
+    """The `sift-desktop` command: main(), then exit without the interpreter's final teardown.
+
+    PySide6 on Python 3.11 can abort in that last garbage collection ("Fatal Python error:
+    bool_dealloc") after everything has been saved and closed; the exit code must say what
+    main() said, not that."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -98,6 +98,7 @@ class MainWindow(QMainWindow):
     """Keyboard first: type, ↑/↓ to move, Enter opens, Ctrl+Enter shows the folder, Ctrl+C copies the path, Esc clears."""
 
     settingsRequested = Signal()
+    finetuneRequested = Signal()      # "Improve search…": the fine-tune wizard
     panelRequested = Signal()
     addFolderRequested = Signal()
     resultsShown = Signal(str, int)   # query, number of hits: the list on screen changed
@@ -114,6 +115,8 @@ class MainWindow(QMainWindow):
         self.search.started.connect(self._search_started)
         self.search.results.connect(self._show_results)
         self.search.failed.connect(self._show_error)
+        self.search.failed_rerank.connect(self._rerank_failed)
+        self._first_stage_shown = False  # the results on screen are a first stage the rerank will replace
         self.search.cleared.connect(self._show_idle)
         self.model = ResultsModel(self)
         self.warm = "warming"  # warming | ready | failed
@@ -172,6 +175,11 @@ class MainWindow(QMainWindow):
         self.settings_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.settings_button.clicked.connect(self.settingsRequested)
         self.settings_button.setMinimumHeight(40)
+        self.finetune_button = QPushButton("Improve search…")
+        self.finetune_button.setToolTip("Teach Sift your vocabulary from the results you open")
+        self.finetune_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.finetune_button.clicked.connect(self.finetuneRequested)
+        self.finetune_button.setMinimumHeight(40)
 
         self.type_filter = QComboBox()
         for name, value in TYPES:
@@ -191,6 +199,7 @@ class MainWindow(QMainWindow):
         top = QHBoxLayout()
         top.setSpacing(theme.GAP)
         top.addWidget(self.query, 1)
+        top.addWidget(self.finetune_button)
         top.addWidget(self.settings_button)
         filters = QHBoxLayout()
         filters.setSpacing(theme.GAP)
@@ -511,12 +520,20 @@ class MainWindow(QMainWindow):
     def _show_results(self, query: str, hits: list) -> None:
         self._loading_timer.stop()
         previous = self.current_hit()
+        # Reranked results replacing this query's first stage: a selection the user moved stays
+        # on its document; one left on the first row follows the new best result.
+        if (query == self.model.query and self._first_stage_shown
+                and self.results.currentIndex().row() <= 0):
+            previous = None
+        self._first_stage_shown = self.search.refining
         self.model.set_results(query, hits, self.search.mode)
         n = len(hits)
         count = f"{n} document{'s' if n != 1 else ''}" if n else ""
         if self.search.partial:
             count = ("Word matches while indexing keeps the model busy; results by meaning follow · "
                      + count).rstrip(" ·")
+        elif self.search.refining and n:
+            count += " · reranking…"
         self.count_label.setText(count)
         if not hits:
             self._show_empty(query)
@@ -526,6 +543,11 @@ class MainWindow(QMainWindow):
             self.results.setCurrentIndex(self.model.index(row))
             self.results.scrollTo(self.model.index(row))
         self.resultsShown.emit(query, n)
+
+    def _rerank_failed(self, query: str, note: str) -> None:
+        self._first_stage_shown = False
+        n = self.model.rowCount()
+        self.count_label.setText(f"{n} document{'s' if n != 1 else ''} · {note}")
 
     def _show_empty(self, query: str) -> None:
         words = self.search.text.strip()

@@ -1,4 +1,8 @@
-"""Search-as-you-type: debounced, run as a background task, stale results dropped."""
+"""Search-as-you-type: debounced, run as a background task, stale results dropped.
+
+With a reranker installed, a search runs in two steps: the first stage (keywords + meaning,
+tens of milliseconds) is shown at once, then the reranked results replace it when they land.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ class SearchController(QObject):
     started = Signal(str)          # the full query, as it starts running
     results = Signal(str, list)    # the full query, its hits; only for the latest query
     failed = Signal(str, str)      # the full query, a message to show
+    failed_rerank = Signal(str, str)  # the full query, why its first-stage results were not reranked
     cleared = Signal()             # nothing to search for
 
     def __init__(self, engine: Engine, tasks: Tasks, parent: QObject | None = None, *, key: str = "search",
@@ -35,6 +40,7 @@ class SearchController(QObject):
         self.engine, self.tasks, self.key, self.limit = engine, tasks, key, limit
         self.indexing = indexing or (lambda: False)
         self.partial = False      # the results shown are keyword matches standing in for a slow search
+        self.refining = False     # the results shown are the first stage; the reranked ones follow
         self.text = ""
         self.filters = ""
         self.mode = ""            # the pipeline that ran the last search: hybrid, rerank, filter…
@@ -68,6 +74,7 @@ class SearchController(QObject):
             self.tasks.cancel(self.key)
             self.tasks.cancel(self.key + ":keywords")
             self.running_query = self.shown_query = ""
+            self.refining = False
             self.cleared.emit()
             return
         self._timer.start()
@@ -85,10 +92,41 @@ class SearchController(QObject):
         self.running_query = query
         self.started.emit(query)
         engine, limit = self.engine, self.limit
-        self.tasks.run(lambda: engine.search_detailed(query, limit=limit), key=self.key, lane="search",
-                       name=f"search {query!r}", done=lambda result: self._done(query, result),
-                       error=lambda exc: self._failed(query, exc))
+        if engine.reranker_available:
+            # The first stage now; the rerank is started when it lands (they would share the CPU).
+            self.tasks.run(lambda: engine.search_detailed(query, limit=limit, mode="hybrid"), key=self.key,
+                           lane="search", name=f"first stage {query!r}",
+                           done=lambda result: self._first_stage_done(query, result),
+                           error=lambda exc: self._failed(query, exc))
+        else:
+            self.tasks.run(lambda: engine.search_detailed(query, limit=limit), key=self.key, lane="search",
+                           name=f"search {query!r}", done=lambda result: self._done(query, result),
+                           error=lambda exc: self._failed(query, exc))
         self._keywords_timer.start()
+
+    def _first_stage_done(self, query: str, result) -> None:
+        """Show the first stage's results, then rerank them (same key: a newer search supersedes it)."""
+        if self.running_query != query:
+            return
+        self._keywords_timer.stop()
+        self.partial, self.refining = False, True
+        self.shown_query = query
+        self.note = getattr(result, "note", "")
+        self.mode = getattr(result, "mode", "")
+        self.results.emit(query, list(result.hits))
+        engine, limit = self.engine, self.limit
+        self.tasks.run(lambda: engine.search_detailed(query, limit=limit, mode="auto"), key=self.key,
+                       lane="search", name=f"rerank {query!r}", done=lambda r: self._done(query, r),
+                       error=lambda exc: self._rerank_failed(query, exc))
+
+    def _rerank_failed(self, query: str, exc: BaseException) -> None:
+        """The first stage's results stay; the remark says why they were not reranked."""
+        if self.running_query != query:
+            return
+        self.refining = False
+        self.running_query = ""
+        self.note = f"results are from the first stage alone: the reranker failed ({exc or type(exc).__name__})"
+        self.failed_rerank.emit(query, self.note)
 
     def _keywords_meanwhile(self) -> None:
         """The search by meaning is slow (the model is busy indexing): show keyword matches until it answers."""
@@ -98,7 +136,7 @@ class SearchController(QObject):
         engine, limit = self.engine, self.limit
 
         def shown(result) -> None:
-            if self.running_query == query:  # the full search has not answered yet
+            if self.running_query == query and not self.refining:  # nothing better is shown yet
                 self.partial, self.mode = True, "bm25"
                 self.note = getattr(result, "note", "")
                 self.results.emit(query, list(result.hits))
@@ -107,7 +145,7 @@ class SearchController(QObject):
                        lane="keywords", name=f"keywords {query!r}", done=shown, error=lambda exc: None)
     def _done(self, query: str, result) -> None:
         self._keywords_timer.stop()
-        self.partial = False
+        self.partial = self.refining = False
         self.running_query = ""
         self.shown_query = query
         self.note = getattr(result, "note", "")
@@ -116,6 +154,6 @@ class SearchController(QObject):
 
     def _failed(self, query: str, exc: BaseException) -> None:
         self._keywords_timer.stop()
-        self.partial = False
+        self.partial = self.refining = False
         self.running_query = ""
         self.failed.emit(query, str(exc) or type(exc).__name__)

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop import theme
+from desktop.finetune_wizard import ModelsTab
 from desktop.indexing import Indexer
 from desktop.prefs import Prefs
 from engine import BUNDLED_MODEL, Config, Engine, human_size
@@ -108,6 +109,9 @@ class SettingsDialog(QDialog):
         tabs = QTabWidget()
         tabs.addTab(self._folders_tab(), "Folders")
         tabs.addTab(self._search_tab(), "Search")
+        self.models_tab = ModelsTab(engine, indexer.tasks)
+        self.models_tab.changed.connect(self._model_switched)
+        tabs.addTab(self.models_tab, "Models")
         tabs.addTab(self._appearance_tab(tray_available), "Appearance")
         self.tabs = tabs
 
@@ -265,6 +269,21 @@ class SettingsDialog(QDialog):
         tray_hint.setVisible(not tray_available)
         form.addRow("Window", _column(self.keep_in_tray, tray_hint))
         return _form_page(form)
+
+    def _model_switched(self, kind: str, value: str) -> None:
+        """Models → Roll back switched the engine: this dialog's copy follows, so Save does not switch back."""
+        c = self.engine.config
+        self.config = dataclasses.replace(self.config, model=c.model, reranker=c.reranker,
+                                          use_reranker=c.use_reranker)
+        if kind == "embedder":
+            self.model_choice.setCurrentIndex(0 if c.model == BUNDLED_MODEL else 1)
+            self.model_folder.setText("" if c.model == BUNDLED_MODEL else c.model)
+        else:
+            self.rerank.setEnabled(bool(c.reranker))
+            self.rerank.setChecked(bool(c.reranker) and bool(c.use_reranker))
+            self.rerank_note.setText(f"Reranker: {os.path.basename(c.reranker)}" if c.reranker else
+                                     "No reranker is installed.")
+        self._update_notes()
 
     # -- folder list ------------------------------------------------------------------------------
 

@@ -12,6 +12,14 @@ from engine.errors import (
     ParseError,
     SiftError,
 )
+from engine.finetune import (
+    DataSummary,
+    FinetuneProgress,
+    FinetuneResult,
+    Metrics,
+    TrainOptions,
+)
+from engine.models import ModelCard, ModelInfo, load_card, save_card
 from engine.paths import Paths, resolve_paths
 from engine.types import (
     FileStatus,
@@ -33,13 +41,19 @@ __all__ = [
     "CatalogError",
     "Config",
     "ConfigError",
+    "DataSummary",
     "DiskFullError",
     "Engine",
     "FileStatus",
+    "FinetuneProgress",
+    "FinetuneResult",
     "FolderError",
     "Hit",
     "IndexReport",
+    "Metrics",
+    "ModelCard",
     "ModelError",
+    "ModelInfo",
     "Page",
     "ParseError",
     "ParsedFile",
@@ -49,7 +63,10 @@ __all__ = [
     "Progress",
     "SiftError",
     "StatusReport",
+    "TrainOptions",
     "Why",
     "human_size",
+    "load_card",
     "resolve_paths",
+    "save_card",
 ]

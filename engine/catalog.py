@@ -390,12 +390,49 @@ class Catalog:
                 found[h] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
         return found
 
-    def prune_embeddings(self, conn: sqlite3.Connection) -> int:
-        """Forget vectors of texts no chunk holds any more (privacy, and space)."""
+    def prune_embeddings(self, conn: sqlite3.Connection, *, keep_models: Sequence[str] | None = None) -> int:
+        """Forget vectors of texts no chunk holds any more (privacy, and space).
+
+        With `keep_models` (the active and the previous model after a switch), vectors of every
+        other model go too; theirs are kept, so a rollback needs no embedding.
+        """
         cur = conn.execute(
             "DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.text_hash = embeddings.text_hash)"
         )
-        return cur.rowcount
+        removed = cur.rowcount
+        if keep_models is not None:
+            keep = sorted(set(keep_models))
+            cur = conn.execute(f"DELETE FROM embeddings WHERE model_id NOT IN ({','.join('?' * len(keep))})", keep)
+            removed += cur.rowcount
+        return removed
+
+    def model_ids(self) -> list[str]:
+        """Every model that has vectors in the cache."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT model_id FROM embeddings ORDER BY model_id")]
+
+    def count_texts_missing_vectors(self, model_id: str) -> int:
+        """How many distinct chunk texts this model has no vector for."""
+        return self.conn.execute(
+            "SELECT COUNT(DISTINCT c.text_hash) FROM chunks c WHERE NOT EXISTS "
+            "(SELECT 1 FROM embeddings e WHERE e.model_id = ? AND e.text_hash = c.text_hash)", (model_id,)).fetchone()[0]
+
+    def iter_texts_missing_vectors(self, model_id: str, batch: int = 512) -> Iterator[list[tuple[str, str]]]:
+        """(text hash, text) of chunk texts this model has no vector for, each text once, in batches.
+
+        Pages by chunk id and queries afresh for each batch, so a caller may commit vectors
+        between batches (and chunks may come and go meanwhile) without holding a cursor open;
+        a text stored by the caller before it asks for the next batch does not come again.
+        """
+        after = -1
+        while True:
+            rows = self.conn.execute(
+                "SELECT c.id, c.text_hash, c.text FROM chunks c WHERE c.id > ? AND NOT EXISTS "
+                "(SELECT 1 FROM embeddings e WHERE e.model_id = ? AND e.text_hash = c.text_hash) "
+                "ORDER BY c.id LIMIT ?", (after, model_id, batch)).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield list({h: (h, text) for _, h, text in rows}.values())
 
     def chunks_missing_vectors(self, model_id: str) -> list[tuple[int, str, str]]:
         """(chunk id, text hash, text) of chunks this model has no vector for."""
@@ -416,9 +453,13 @@ class Catalog:
             yield from _batched_vectors(cursor, batch)
             return
         ids = list(chunk_ids)
+        # CROSS JOIN keeps chunks as the outer loop: without it SQLite's planner walks every
+        # embedding of the model and probes the id list (measured 5.8 s against 0.04 s for 500
+        # ids of 10k chunks), which made every search's rescoring scale with the collection.
+        by_ids = base.replace(" JOIN ", " CROSS JOIN ", 1)
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
-            cursor = self.conn.execute(base + f" WHERE c.id IN ({','.join('?' * len(part))})", (model_id, *part))
+            cursor = self.conn.execute(by_ids + f" WHERE c.id IN ({','.join('?' * len(part))})", (model_id, *part))
             yield from _batched_vectors(cursor, batch)
 
     def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:

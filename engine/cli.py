@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from engine.engine import Engine
 from engine.errors import Cancelled, SiftError
+from engine.models import NO_RERANKER, ModelInfo, model_name
 from engine.rerank import DEFAULT_RERANKER, reranker_download_size
 from engine.search import MODES
 from engine.types import Hit, IndexReport, Progress, human_size
@@ -174,6 +175,112 @@ def cmd_reranker_import(engine: Engine, args) -> int:
     return EXIT_OK
 
 
+def _model_line(m: ModelInfo) -> str:
+    mark = "active" if m.active else "previous" if m.previous else ""
+    line = f"{'*' if m.active else ' '} {m.name:<28} {mark:<8}  {m.value}"
+    c = m.card
+    if c is not None:
+        line += f"\n    {c.method}, {c.pairs} pairs, {c.created[:10]}, from {model_name(c.base)}"
+        for stage in ("dense", "pipeline"):
+            before, after = c.before.get(stage, {}), c.after.get(stage, {})
+            figures = [f"{k} {before[k]:.3f} → {after[k]:.3f}" for k in ("ndcg@10", "recall@5")
+                       if k in before and k in after]
+            if figures:
+                line += f"\n    held-out {stage} ({c.heldout_queries} queries): " + ", ".join(figures)
+    return line
+
+
+def _model_json(m: ModelInfo) -> dict:
+    return {**dataclasses.asdict(m), "card": dataclasses.asdict(m.card) if m.card is not None else None}
+
+
+def cmd_models(engine: Engine, args) -> int:
+    models = engine.models()
+    if args.json:
+        print(json.dumps([_model_json(m) for m in models], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for kind, title in (("embedder", "Embedding models"), ("reranker", "Rerankers (stage 2)")):
+        print(f"{title}:")
+        listed = [m for m in models if m.kind == kind]
+        print("\n".join(_model_line(m) for m in listed) if listed else "  none installed")
+    print("Switch with `sift models use NAME`; undo the last switch with `sift models rollback`.")
+    return EXIT_OK
+
+
+def _switch_report(engine: Engine, kind: str, as_json: bool) -> None:
+    config = engine.config
+    active, previous = ((config.model, config.previous_model) if kind == "embedder"
+                        else (config.reranker, config.previous_reranker))
+    if as_json:
+        print(json.dumps({"kind": kind, "active": active, "previous": previous}, ensure_ascii=False))
+    else:
+        what = "Search now uses" if kind == "embedder" else "Stage 2 now uses"
+        print(f"{what} {model_name(active) if active else 'no reranker'}; "
+              f"`sift models rollback{' --reranker' if kind == 'reranker' else ''}` goes back to "
+              f"{model_name(previous) if previous != NO_RERANKER else 'no reranker'}.")
+
+
+def _embedding_progress(name: str):
+    stream, tty = sys.stderr, sys.stderr.isatty()
+    last = [0.0]
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < (0.1 if tty else 5.0):
+            return
+        last[0] = now
+        text = f"Embedding your documents with {name}: {done}/{total} passages"
+        stream.write(("\r\033[K" + text) if tty else text + "\n")
+        stream.flush()
+
+    return show
+
+
+def _switch_model(engine: Engine, switch, name: str) -> None:
+    """Run a model switch in the foreground; Ctrl+C cancels it and keeps what was embedded."""
+    try:
+        switch(on_progress=_embedding_progress(name))
+    except KeyboardInterrupt:
+        raise Cancelled() from None
+    finally:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[K")
+
+
+def cmd_models_use(engine: Engine, args) -> int:
+    models = engine.models()
+    wanted = [m for m in models if args.model in (m.name, m.value) and (not args.reranker or m.kind == "reranker")]
+    if len({m.kind for m in wanted}) > 1:
+        raise SiftError(f"{args.model} names an embedding model and a reranker; add --reranker for the reranker.")
+    kind = wanted[0].kind if wanted else ("reranker" if args.reranker else "embedder")
+    value = wanted[0].value if wanted else args.model
+    if kind == "reranker":
+        engine.adopt_reranker(value)
+    else:
+        try:
+            _switch_model(engine, lambda **kw: engine.adopt_model(value, **kw), model_name(value))
+        except Cancelled:
+            print("\nStopped; the model in use is unchanged. What was embedded is kept: run the same command "
+                  "again to continue.", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    _switch_report(engine, kind, args.json)
+    return EXIT_OK
+
+
+def cmd_models_rollback(engine: Engine, args) -> int:
+    if args.reranker:
+        engine.rollback_reranker()
+        _switch_report(engine, "reranker", args.json)
+        return EXIT_OK
+    try:
+        _switch_model(engine, lambda **kw: engine.rollback_model(**kw), model_name(engine.config.previous_model))
+    except Cancelled:
+        print("\nStopped; the model in use is unchanged.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    _switch_report(engine, "embedder", args.json)
+    return EXIT_OK
+
+
 def cmd_status(engine: Engine, args) -> int:
     s = engine.status()
     if args.json:
@@ -288,6 +395,121 @@ def cmd_eval(engine: Engine, args) -> int:
     return EXIT_OK
 
 
+def _finetune_table(result) -> str:
+    """Before and after, side by side, for the bi-encoder alone and the full pipeline."""
+    from engine.finetune import METRIC_KEYS
+
+    lines = [f"{'held-out':<20}{'before':>9}{'after':>9}{'change':>9}"]
+    for stage in ("dense", "pipeline"):
+        before, after = getattr(result.before, stage), getattr(result.after, stage)
+        for key in METRIC_KEYS:
+            lines.append(f"{stage + ' ' + key:<20}{before[key]:>9.3f}{after[key]:>9.3f}{after[key] - before[key]:>+9.3f}")
+    return "\n".join(lines)
+
+
+def _finetune_progress():
+    stream, tty = sys.stderr, sys.stderr.isatty()
+    last = [0.0, ""]
+
+    def show(p) -> None:
+        now = time.monotonic()
+        if p.stage == last[1] and now - last[0] < (0.2 if tty else 10.0) and p.done < p.total:
+            return
+        last[0], last[1] = now, p.stage
+        eta = f" · about {human_duration(p.eta_s)} left" if p.eta_s else ""
+        text = f"[{p.stage}] {p.message}{eta}"
+        stream.write(("\r\033[K" + text[:160]) if tty else text + "\n")
+        stream.flush()
+
+    return show
+
+
+def human_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60} min {seconds % 60:02} s" if seconds >= 60 else f"{seconds} s"
+
+
+def cmd_finetune(engine: Engine, args) -> int:
+    """Summarize the click history, or (--train) fine-tune from it and show before/after."""
+    from engine.finetune import TrainOptions
+
+    defaults = TrainOptions()
+    options = TrainOptions(epochs=defaults.epochs if args.epochs is None else args.epochs,
+                           learning_rate=defaults.learning_rate if args.lr is None else args.lr,
+                           batch_size=args.batch_size or 0,
+                           hard_negatives=defaults.hard_negatives if args.hard_negatives is None else args.hard_negatives,
+                           train_reranker=not args.no_reranker, cold_start=args.cold_start)
+    summary = engine.finetune_summary(options)
+    if not args.train:
+        if args.json:
+            print(json.dumps(dataclasses.asdict(summary), ensure_ascii=False, indent=2))
+        else:
+            print(summary.message)
+            if summary.enough:
+                print("Run `sift finetune --train` to train and compare; add --adopt to switch when it is better.")
+        return EXIT_OK
+    if not summary.enough:
+        raise SiftError(summary.message)
+    if not args.json:
+        print(summary.message, file=sys.stderr)
+    cancel = threading.Event()
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = engine.finetune(options, on_progress=_finetune_progress(), cancel=cancel)
+        except BaseException as exc:  # noqa: BLE001 (handed to the main thread, which raises it)
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="sift-finetune", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            try:
+                worker.join(0.2)
+            except KeyboardInterrupt:  # Ctrl+C: stop at the next step; the worker cleans up
+                cancel.set()
+                print("\nStopping after the current step …", file=sys.stderr, flush=True)
+    finally:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[K")
+    if isinstance(outcome.get("error"), Cancelled):
+        print("Stopped; the models in use are unchanged and nothing was kept.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if "error" in outcome:
+        raise outcome["error"]
+    result = outcome["result"]
+    adopted: list[str] = []
+    if args.adopt and result.embedder:
+        _switch_model(engine, lambda **kw: engine.adopt_model(result.embedder, **kw), model_name(result.embedder))
+        adopted.append(result.embedder)
+    if args.adopt and result.reranker:
+        engine.adopt_reranker(result.reranker)
+        adopted.append(result.reranker)
+    if args.json:
+        data = dataclasses.asdict(result)
+        data["adopted"] = adopted
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(_finetune_table(result))
+    print(f"{result.pairs:,} training pairs, {result.heldout_queries} held-out searches; trained in "
+          f"{human_duration(result.train_seconds)}.")
+    print(result.verdict)
+    for folder in adopted:
+        print(f"Adopted {model_name(folder)}; `sift models rollback` goes back.")
+    if not args.adopt and result.improved:
+        offered = " and ".join(f"`sift models use {model_name(f)}`" for f in (result.embedder, result.reranker) if f)
+        print(f"Switch with {offered}, or run again with --adopt.")
+    return EXIT_OK
+
+
+def cmd_self_test(args) -> int:
+    """Index a few samples with the bundled model in a temporary home, search, check the known hit."""
+    from engine.selftest import main as self_test
+
+    return self_test()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sift", description="Private, local, semantic search over your own documents.")
     parser.add_argument("--home", metavar="DIR", help="keep all of Sift's data, settings and caches in DIR (like SIFT_HOME)")
@@ -326,6 +548,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("name", nargs="?", default=DEFAULT_RERANKER, help=f"hub name (default {DEFAULT_RERANKER})")
     r.add_argument("-y", "--yes", action="store_true", help="do not ask")
     r.set_defaults(func=cmd_reranker_download)
+    p = sub.add_parser("models", help="list the models (fine-tuned ones with their measured gain), switch, roll back")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_models)
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION")
+    m = msub.add_parser("use", help="switch to a model: re-embeds in the background, then switches at once")
+    m.add_argument("model", metavar="NAME|VALUE", help="a name from `sift models`, a model folder, or bundled:…")
+    m.add_argument("--reranker", action="store_true", help="the model is a reranker (cross-encoder) folder")
+    m.add_argument("--json", action="store_true", help="print JSON")
+    m.set_defaults(func=cmd_models_use)
+    m = msub.add_parser("rollback", help="go back to the model used before the last switch (nothing is retrained)")
+    m.add_argument("--reranker", action="store_true", help="roll back the reranker instead")
+    m.add_argument("--json", action="store_true", help="print JSON")
+    m.set_defaults(func=cmd_models_rollback)
     p = sub.add_parser("status", help="what is indexed, with which model, and what could not be")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_status)
@@ -344,6 +579,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", metavar="DIR", help="keep the written corpus and its index in DIR; a re-run reuses them")
     p.add_argument("--limit-queries", type=int, metavar="N", help="evaluate only the first N judged queries")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("finetune", help="learn from the results you opened: how much there is to learn from, "
+                       "or (--train) train, measure before/after on held-out searches, and (--adopt) switch")
+    p.add_argument("--train", action="store_true", help="train and compare (minutes to an hour on a CPU; Ctrl+C stops)")
+    p.add_argument("--adopt", action="store_true", help="switch to the new models that measured better")
+    p.add_argument("--cold-start", action="store_true",
+                   help="learn from practice questions made from your documents instead of your searches")
+    p.add_argument("--epochs", type=int, metavar="N", help="passes over the training pairs (default 1)")
+    p.add_argument("--lr", type=float, metavar="RATE", help="learning rate (default 2e-5)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="default: 32 on a CPU, 128 on a GPU")
+    p.add_argument("--hard-negatives", type=int, metavar="N", help="negatives per pair for the search model (default 1)")
+    p.add_argument("--no-reranker", action="store_true", help="train the search model only")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_finetune)
+    p = sub.add_parser("self-test", help="check this installation: index samples offline in a temporary home, "
+                       "search, check a known hit (exit 0 when it works)")
+    p.set_defaults(func=None, standalone=cmd_self_test)
     return parser
 
 
@@ -367,6 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "standalone", None) is not None:  # needs no engine over the user's own home
+        return args.standalone(args)
     try:
         engine = Engine.open(args.home)
     except SiftError as exc:

@@ -17,6 +17,8 @@ SCHEMA_VERSION = 1
 BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 VECTOR_DTYPES = ("i8", "f16", "f32", "b1")
+BACKENDS = ("torch", "openvino")          # openvino: the optional extra sift[openvino]
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: fp16 on CUDA, bf16 on CPUs with native bf16
 
 # Never indexed unless the user removes them from the list. A pattern without "/" matches any
 # single path component (file or folder name); one with "/" matches the path below the root.
@@ -50,15 +52,24 @@ class Config:
     parse_timeout_s: float = 30.0
     reranker: str = ""                    # a cross-encoder model folder; "" means none installed
     use_reranker: bool = True             # stage 2 on/off, when one is installed
-    embed_batch_size: int = 0             # 0 picks for the device: 32 on CPU, 128 on a GPU
+    embed_batch_size: int = 0             # 0 picks for the device: 16 on CPU, 128 on a GPU
+    backend: str = "torch"                # how the embedding model runs: torch, or openvino (CPU)
+    precision: str = "auto"               # fp32, bf16 (CPU), fp16 (CUDA), or auto: picked per device
     watch: bool = True                    # follow the folders live while Sift runs
     reconcile_interval_min: int = 60      # full rescan this often, since watch events can be lost; 0 = never
     low_priority: bool = True             # background indexing yields the CPU to everything else
+    rerank_budget_ms: int = 700           # stage 2's share of a search; depth and truncation fit it; 0 = fixed
+    previous_model: str = ""              # what `rollback_model` returns to; "" = nothing yet
+    previous_reranker: str = ""           # what `rollback_reranker` returns to ("none": no reranker)
 
     def validate(self) -> "Config":
         problems = []
         if self.device not in DEVICES:
             problems.append(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.backend not in BACKENDS:
+            problems.append(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.vector_dtype not in VECTOR_DTYPES:
             problems.append(f"vector_dtype must be one of {', '.join(VECTOR_DTYPES)}, not {self.vector_dtype!r}")
         if not 16 <= self.chunk_tokens <= 8192:
@@ -69,6 +80,8 @@ class Config:
             problems.append("max_file_mb must be at least 1")
         if self.reconcile_interval_min < 0:
             problems.append("reconcile_interval_min must be 0 (never) or more")
+        if self.rerank_budget_ms < 0:
+            problems.append("rerank_budget_ms must be 0 (no budget) or more")
         if self.parse_workers < 0 or self.parse_timeout_s <= 0 or self.embed_batch_size < 0:
             problems.append("parse_workers must be ≥ 0, parse_timeout_s > 0 and embed_batch_size ≥ 0")
         if problems:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
+import json
 import logging
 import os
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,10 +18,19 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from engine.config import BUNDLED_MODEL
+from engine.config import BACKENDS, BUNDLED_MODEL, PRECISIONS
 from engine.errors import ModelError
 
 log = logging.getLogger(__name__)
+
+# OpenVINO, when installed, must load before usearch (engine.vectors): loaded after it, OpenVINO
+# cannot read a model ("Exception from src/inference/src/cpp/core.cpp", usearch 2.26, openvino
+# 2026.4). This module is imported before engine.vectors, so the import happens here.
+if importlib.util.find_spec("openvino") is not None:
+    try:
+        import openvino  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - a broken install: the backend then reports itself missing
+        log.info("openvino is installed but does not import: %s", exc)
 
 # Tokens a model adds around every input ([CLS] … [SEP]); chunks leave room for them.
 SPECIAL_TOKENS = 2
@@ -95,22 +109,99 @@ def pick_device(preference: str) -> str:
     return "cpu"
 
 
-class SentenceTransformerEmbedder:
-    """A sentence-transformers model folder; torch is imported only when the model is first used."""
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 matmuls (AVX512-BF16 or AMX), where bf16 pays off."""
+    try:
+        import torch
 
-    def __init__(self, model: str = BUNDLED_MODEL, *, device: str = "auto", batch_size: int = 0) -> None:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # noqa: BLE001 - an odd torch build: assume not
+        return False
+
+
+def resolve_precision(precision: str, device: str, *, bf16_supported: bool) -> str:
+    """The precision a model runs in: 'auto' is fp16 on a GPU and bf16 on a CPU with native bf16
+    (bench/backends.py: nDCG@10 within 0.005 of fp32, faster), else fp32. A precision the device
+    cannot run well falls back to fp32."""
+    if precision == "auto":
+        if device == "cuda":
+            return "fp16"
+        return "bf16" if device == "cpu" and bf16_supported and AUTO_CPU_BF16 else "fp32"
+    if precision == "fp16" and device != "cuda":
+        log.warning("fp16 is slow on %s; using fp32", device)
+        return "fp32"
+    if precision == "bf16" and (device != "cpu" or not bf16_supported):
+        log.warning("this %s has no native bf16; using fp32", device)
+        return "fp32"
+    return precision
+
+
+# bf16 autocast on CPUs that have it (see resolve_precision); bench/backends.py decides this.
+AUTO_CPU_BF16 = True
+# Threads for encoding one query: a short query gains nothing from more, and extra intra-op
+# threads spin against an indexing run (≈14 ms with 1 against ≈490 ms with 2 under load here).
+QUERY_THREADS = 1
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model folder; torch is imported only when the model is first used.
+
+    backend 'torch' runs the model in torch (fp32, bf16 autocast on CPUs with native bf16, fp16
+    on CUDA); 'openvino' runs the same weights through OpenVINO on the CPU, converted once from
+    the local folder and cached under `cache_dir`. A backend that is not installed falls back to
+    torch, with a warning saying what to install.
+    """
+
+    def __init__(self, model: str = BUNDLED_MODEL, *, device: str = "auto", batch_size: int = 0,
+                 backend: str = "torch", precision: str = "auto", cache_dir: str | os.PathLike | None = None) -> None:
+        if backend not in BACKENDS:
+            raise ModelError(f"Unknown backend {backend!r}; choose among {', '.join(BACKENDS)}.")
+        if precision not in PRECISIONS:
+            raise ModelError(f"Unknown precision {precision!r}; choose among {', '.join(PRECISIONS)}.")
         self.folder, self.name = resolve_model(model)
-        self._model_id = f"{self.name}@{weights_fingerprint(self.folder)}"
+        self._base_id = f"{self.name}@{weights_fingerprint(self.folder)}"
         self._device_pref = device
+        self._backend_pref = backend
+        self._precision_pref = precision
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.batch_size = batch_size
+        self._setup: tuple[str, str, str] | None = None  # (device, backend, precision)
         self._model = None
+        self._openvino: _OpenVINOModel | None = None
         self._tokenizer = None
         self._load_lock = threading.Lock()
         self._use_lock = threading.Lock()  # one encode at a time: torch already uses every core
 
+    def _resolve(self) -> tuple[str, str, str]:
+        """Device, backend and precision, decided once (this imports torch)."""
+        if self._setup is None:
+            device = pick_device(self._device_pref)
+            backend = self._backend_pref
+            if backend == "openvino" and device != "cpu":
+                log.info("the OpenVINO backend runs on the CPU; using torch on %s", device)
+                backend = "torch"
+            if backend == "openvino" and not openvino_available():
+                log.warning("The OpenVINO backend is not installed (pip install 'sift[openvino]'); using torch.")
+                backend = "torch"
+            bf16 = cpu_supports_bf16() if device == "cpu" else False
+            self._setup = (device, backend, resolve_precision(self._precision_pref, device, bf16_supported=bf16))
+        return self._setup
+
     @property
     def model_id(self) -> str:
-        return self._model_id
+        """The weights' id, plus the precision where the vectors differ from fp32's beyond rounding
+        noise (bf16), so an index never mixes them. fp16 on CUDA measured cosine ≥ 0.9995 to
+        CPU fp32 and keeps the plain id, as do OpenVINO fp32 vectors (cosine ≥ 0.9999)."""
+        _, _, precision = self._resolve()
+        return self._base_id if precision in ("fp32", "fp16") else f"{self._base_id}+{precision}"
+
+    @property
+    def backend(self) -> str:
+        return self._resolve()[1]
+
+    @property
+    def precision(self) -> str:
+        return self._resolve()[2]
 
     @property
     def ndim(self) -> int:
@@ -144,7 +235,7 @@ class SentenceTransformerEmbedder:
 
             transformers.logging.set_verbosity_error()
             transformers.logging.disable_progress_bar()
-            device = pick_device(self._device_pref)
+            device, backend, precision = self._resolve()
             import torch
 
             # Load fp32 whatever dtype the folder was saved in: fp16 matmuls are slow on CPUs.
@@ -154,15 +245,32 @@ class SentenceTransformerEmbedder:
             raise
         except Exception as exc:
             raise ModelError(f"The model in {self.folder} could not be loaded ({exc}). Choose another model folder.") from exc
-        if device == "cuda":
+        if precision == "fp16":
             # Measured on an H100 (bench/gpu_check.py): fp16 1.26× the speed of fp32, cosine to
             # CPU fp32 ≥ 0.9995; batch 128 fastest (2,096 chunks/s against 1,608 at 32).
             model.half()
         if not self.batch_size:
-            self.batch_size = 32 if device == "cpu" else 128
+            self.batch_size = CPU_BATCH if device == "cpu" else GPU_BATCH
         model.eval()
-        log.info("loaded %s on %s", self.name, device)
+        if backend == "openvino":
+            self._openvino = _OpenVINOModel(model, self.folder, self._export_dir(), precision=precision)
+        log.info("loaded %s on %s (%s, %s)", self.name, device, backend, precision)
         return model
+
+    def _export_dir(self) -> Path:
+        if self._cache_dir is None:
+            from engine.paths import resolve_paths
+
+            self._cache_dir = resolve_paths().cache
+        return self._cache_dir / "openvino" / re.sub(r"[^A-Za-z0-9_.@-]+", "_", self._base_id)
+
+    def _precision_context(self):
+        """bf16 autocast around torch CPU encodes; nothing otherwise."""
+        if self._openvino is None and self.precision == "bf16":
+            import torch
+
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def token_offsets(self, text: str) -> Sequence[tuple[int, int]]:
         return self._offsets_tokenizer.encode(text, add_special_tokens=False).offsets
@@ -186,22 +294,176 @@ class SentenceTransformerEmbedder:
         model = self.model
         # Length-sorted batches pad little; the lock is taken per batch, not for the whole
         # list, so a query typed while indexing waits for one batch at most.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         out = np.empty((len(texts), self.ndim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            part = order[start:start + self.batch_size]
+        for part in length_sorted_batches(texts, self.batch_size):
+            batch = [texts[i] for i in part]
             with self._use_lock:
-                vectors = model.encode_document([texts[i] for i in part], batch_size=len(part),
-                                                normalize_embeddings=True, convert_to_numpy=True,
-                                                show_progress_bar=False)
+                if self._openvino is not None:
+                    vectors = self._openvino.encode(batch)
+                else:
+                    with self._precision_context():
+                        vectors = model.encode_document(batch, batch_size=len(part), normalize_embeddings=True,
+                                                        convert_to_numpy=True, show_progress_bar=False)
             out[part] = vectors
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
-        with self._use_lock:
-            vector = self.model.encode_query(text, normalize_embeddings=True, convert_to_numpy=True,
-                                             show_progress_bar=False)
+        model = self.model
+        if self._openvino is not None:  # a compiled model of its own: no wait for a document batch
+            return self._openvino.encode_query(text)
+        with self._use_lock, _torch_threads(QUERY_THREADS if self.device == "cpu" else 0), self._precision_context():
+            vector = model.encode_query(text, normalize_embeddings=True, convert_to_numpy=True,
+                                        show_progress_bar=False)
         return np.asarray(vector, dtype=np.float32)
+
+    def warm_up(self) -> None:
+        """Load the model and run it once, so the first search is not the one that pays."""
+        self.embed_query("warm-up")
+        self.embed_documents(["warm-up"])
+
+
+CPU_BATCH = 16   # chunks per forward pass on a CPU: throughput is flat past ~8, and a query waits for one
+GPU_BATCH = 128  # bench/gpu_check.py on an H100: fastest of 32…256
+
+
+def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Indices of texts, longest first, cut into batches: texts of like length pad little."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    size = max(1, batch_size)
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """torch's intra-op thread count set to n (0: unchanged) for the duration. Callers hold the
+    embedder's lock, so no document batch runs meanwhile."""
+    if n <= 0:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    if before == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _OpenVINOModel:
+    """The transformer of a loaded SentenceTransformer compiled by OpenVINO; pooling and
+    normalization stay the model's own modules, so the vectors match torch's."""
+
+    def __init__(self, st_model, folder: Path, export_dir: Path, *, precision: str) -> None:
+        import openvino as ov
+
+        self._st = st_model
+        self._modules = list(st_model)[1:]  # Pooling, Normalize, …
+        self._max_length = int(st_model.max_seq_length)
+        core = ov.Core()
+        xml = export_dir / "model.xml"
+        if not xml.exists():
+            _export_openvino(folder, export_dir)
+        graph = core.read_model(str(xml))
+        hint = {"bf16": "bf16"}.get(precision, "f32")
+        self._docs = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
+        self._queries = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
+                                                          "INFERENCE_NUM_THREADS": QUERY_THREADS})
+        self._doc_request = self._docs.create_infer_request()
+        self._query_request = self._queries.create_infer_request()
+        self._query_lock = threading.Lock()
+        self._inputs = {port.get_any_name() for port in graph.inputs}
+
+    def _run(self, request, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        features = self._st.tokenizer(list(texts), padding=True, truncation=True, max_length=self._max_length,
+                                      return_tensors="np")
+        feed = {k: v for k, v in features.items() if k in self._inputs}
+        hidden = request.infer(feed)[0]
+        state = {"token_embeddings": torch.from_numpy(np.asarray(hidden, dtype=np.float32)),
+                 "attention_mask": torch.from_numpy(features["attention_mask"])}
+        with torch.inference_mode():
+            for module in self._modules:
+                state = module(state)
+        return state["sentence_embedding"].float().numpy()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self._run(self._doc_request, texts)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        with self._query_lock:
+            return self._run(self._query_request, [text])[0]
+
+
+def transformer_dir(folder: Path) -> Path:
+    """The folder of a sentence-transformers model's first module (the transformer itself)."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        return folder / (modules[0].get("path") or "")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return folder
+
+
+def _export_openvino(folder: Path, export_dir: Path) -> None:
+    """Convert the model's transformer to OpenVINO IR, from the local weights, into export_dir.
+
+    In a fresh interpreter that imports neither Sift nor usearch: torch's tracer hangs in a
+    process that loaded usearch first (usearch 2.26, torch 2.13, openvino 2026.4), and a clean
+    one converts in seconds. Written beside export_dir and renamed, so a crash never leaves
+    half a model there.
+    """
+    import subprocess
+    import sys
+
+    export_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=export_dir.parent))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    try:
+        try:
+            done = subprocess.run([sys.executable, "-c", _EXPORT_SCRIPT, str(transformer_dir(folder)), str(tmp)],
+                                  env=env, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S, check=False)
+            problem = "" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            problem = str(exc)
+        if problem or not (tmp / "model.xml").exists():
+            raise ModelError(f"The model in {folder} could not be converted for OpenVINO ({problem}). "
+                             "Choose the torch backend in settings.")
+        try:
+            os.replace(tmp, export_dir)
+        except OSError:
+            if not (export_dir / "model.xml").exists():  # not another process's finished export
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+EXPORT_TIMEOUT_S = 600.0
+_EXPORT_SCRIPT = """
+import sys
+import openvino as ov
+import torch
+from transformers import AutoModel, AutoTokenizer
+where, out = sys.argv[1], sys.argv[2]
+encoder = AutoModel.from_pretrained(where, local_files_only=True, use_safetensors=True, dtype=torch.float32).eval()
+sample = AutoTokenizer.from_pretrained(where, local_files_only=True)(["a sample sentence to trace the model"],
+                                                                    return_tensors="pt")
+example = {k: v for k, v in sample.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+with torch.no_grad():
+    graph = ov.convert_model(encoder, example_input=example)
+ov.save_model(graph, out + "/model.xml", compress_to_fp16=False)
+"""
 
 
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)

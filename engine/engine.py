@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from engine.catalog import Catalog
-from engine.config import Config, load_config, save_config
+from engine.config import VECTOR_DTYPES, Config, load_config, save_config
 from engine.embed import Embedder, SentenceTransformerEmbedder, resolve_model
-from engine.errors import Cancelled, DiskFullError, FolderError, SiftError
-from engine.indexer import Indexer, forget_root_devices, is_within, iter_paths, offline_roots
+from engine.errors import Cancelled, DiskFullError, FolderError, ModelError, SiftError
+from engine.indexer import BATCH_CHUNKS, Indexer, forget_root_devices, is_within, iter_paths, offline_roots
+from engine.models import NO_RERANKER, ModelInfo, list_models, mark_adopted, model_value
 from engine.parse.runner import ParseRunner
 from engine.paths import Paths, resolve_paths, samples_dir
 from engine.rerank import CrossEncoderReranker, Reranker, download_reranker, import_reranker
@@ -28,6 +29,7 @@ from engine.types import Hit, IndexReport, Problem, Progress, StatusReport
 from engine.vectors import IndexFileError, VectorIndex
 
 if TYPE_CHECKING:  # imported where a service is started: the CLI's other commands need no watchdog
+    from engine.finetune import DataSummary, FinetuneProgress, FinetuneResult, Trainer, TrainOptions
     from engine.service import IndexService
 
 log = logging.getLogger(__name__)
@@ -36,27 +38,36 @@ log = logging.getLogger(__name__)
 class Engine:
     """Everything Sift does, for the CLI and the GUI alike. Safe to call from several threads."""
 
-    def __init__(self, paths: Paths, *, embedder: Embedder | None = None) -> None:
+    def __init__(self, paths: Paths, *, embedder: Embedder | None = None,
+                 embedder_factory: Callable[[str], Embedder] | None = None) -> None:
         self.paths = paths.ensure()
         self._config = load_config(paths.settings)
         self.catalog = Catalog(paths.catalog)
         self._embedder = embedder
+        # Makes the embedder for a model setting (tests inject fakes); by default sentence-transformers.
+        self._embedder_factory = embedder_factory
+        self._spare: tuple[str, Embedder] | None = None  # (model setting, embedder) not serving: a
+        # prepared candidate or the model switched away from, kept so a switch back loads nothing
         self._embedder_lock = threading.Lock()
+        self._switch_lock = threading.Lock()  # one model switch at a time
+        self._pinned = threading.local()  # the (embedder, index) pair one search runs against
         self._vectors: VectorIndex | None = None
         self._vectors_lock = threading.RLock()
         self._reranker: CrossEncoderReranker | None = None
         self._cancel = threading.Event()
         self._progress = Progress()
         self._service = None  # the background IndexService, while one runs (see the last section)
-        self._searcher = Searcher(catalog=self.catalog, embedder=lambda: self.embedder, vectors=self.vectors,
+        self._searcher = Searcher(catalog=self.catalog, embedder=lambda: self._serving()[0],
+                                  vectors=lambda: self._serving()[1],
                                   reranker=lambda: self.reranker(), roots=self.roots,
                                   precise_index=lambda: self._config.vector_dtype in ("f16", "f32"))
 
     @classmethod
-    def open(cls, home: str | os.PathLike | None = None, *, embedder: Embedder | None = None) -> "Engine":
+    def open(cls, home: str | os.PathLike | None = None, *, embedder: Embedder | None = None,
+             embedder_factory: Callable[[str], Embedder] | None = None) -> "Engine":
         """The engine over SIFT_HOME, the platform's directories, or `home` when given."""
         paths = resolve_paths({"SIFT_HOME": os.fspath(home)} if home is not None else None)
-        return cls(paths, embedder=embedder)
+        return cls(paths, embedder=embedder, embedder_factory=embedder_factory)
 
     def close(self) -> None:
         self.stop_service()
@@ -69,16 +80,29 @@ class Engine:
         return self._config
 
     def update_config(self, **changes) -> Config:
-        config = dataclasses.replace(self._config, **changes).validate()
-        save_config(self.paths.settings, config)
-        if (config.model, config.device, config.vector_dtype) != (self._config.model, self._config.device,
-                                                                   self._config.vector_dtype):
-            with self._vectors_lock:
+        # Under the vectors lock, so a search never pairs one model's index with another's embedder.
+        with self._vectors_lock:
+            # Any switch of model or reranker can be undone with rollback_model / rollback_reranker.
+            if changes.get("model", self._config.model) != self._config.model:
+                changes.setdefault("previous_model", self._config.model)
+            if changes.get("reranker", self._config.reranker) != self._config.reranker:
+                changes.setdefault("previous_reranker", self._config.reranker or NO_RERANKER)
+            config = dataclasses.replace(self._config, **changes).validate()
+            save_config(self.paths.settings, config)
+            # backend and precision change how the model runs (and its model_id, for bf16).
+            runs = (config.device, config.backend, config.precision)
+            ran = (self._config.device, self._config.backend, self._config.precision)
+            if (config.model, config.vector_dtype, runs) != (self._config.model, self._config.vector_dtype, ran):
                 self._vectors = None
-            if config.model != self._config.model or config.device != self._config.device:
-                self._embedder = None
-                self._reranker = None
-        self._config = config
+                if config.model != self._config.model or runs != ran:
+                    with self._embedder_lock:
+                        if self._embedder is not None and runs == ran:
+                            self._spare = (self._config.model, self._embedder)
+                        elif runs != ran:
+                            self._spare = None  # loaded for the other device, backend or precision
+                        self._embedder = None
+                    self._reranker = None
+            self._config = config
         return config
 
     @property
@@ -147,12 +171,21 @@ class Engine:
     def embedder(self) -> Embedder:
         with self._embedder_lock:
             if self._embedder is None:
-                self._embedder = SentenceTransformerEmbedder(
-                    self._config.model, device=self._config.device, batch_size=self._config.embed_batch_size)
+                if self._spare is not None and self._spare[0] == self._config.model:
+                    self._embedder, self._spare = self._spare[1], None
+                else:
+                    self._embedder = self._new_embedder(self._config.model)
             return self._embedder
 
-    def _index_path(self) -> Path:
-        safe = re.sub(r"[^A-Za-z0-9_.@-]+", "_", self.embedder.model_id)
+    def _new_embedder(self, value: str) -> Embedder:
+        if self._embedder_factory is not None:
+            return self._embedder_factory(value)
+        return SentenceTransformerEmbedder(value, device=self._config.device, batch_size=self._config.embed_batch_size,
+                                           backend=self._config.backend, precision=self._config.precision,
+                                           cache_dir=self.paths.cache)
+
+    def _index_path(self, model_id: str | None = None) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.@-]+", "_", model_id or self.embedder.model_id)
         return self.paths.index_dir / f"{safe}.{self._config.vector_dtype}.usearch"
 
     def _checksum_key(self, path: Path) -> str:
@@ -165,9 +198,11 @@ class Engine:
                 self._vectors = self._load_vectors()
             return self._vectors
 
-    def _load_vectors(self) -> VectorIndex:
-        path = self._index_path()
-        model_id, ndim, dtype = self.embedder.model_id, self._ndim(), self._config.vector_dtype
+    def _load_vectors(self, embedder: Embedder | None = None) -> VectorIndex:
+        """The saved index of `embedder`'s model (by default the current one), repaired and saved."""
+        embedder = embedder if embedder is not None else self.embedder
+        model_id, ndim, dtype = embedder.model_id, self._ndim(embedder), self._config.vector_dtype
+        path = self._index_path(model_id)
         checksum = self.catalog.get_meta(self._checksum_key(path))
         _remove_stale_temp_files(path)
         try:
@@ -191,7 +226,7 @@ class Engine:
             index.add(ids, vecs)
         if len(extra) or len(missing) or checksum is None or not path.exists():
             try:
-                self._save_vectors(index)
+                self._save_vectors(index, model_id)
             except SiftError as exc:  # a full disk must not stop search: the index in memory is right
                 log.warning("could not save the repaired vector index (the next start repairs it again): %s", exc)
         return index
@@ -203,18 +238,19 @@ class Engine:
             index.add(ids, vecs)
         return index
 
-    def _ndim(self) -> int:
+    def _ndim(self, embedder: Embedder | None = None) -> int:
         """The model's vector size, remembered in the catalog so opening an index never loads the model."""
-        key = f"ndim:{self.embedder.model_id}"
+        embedder = embedder if embedder is not None else self.embedder
+        key = f"ndim:{embedder.model_id}"
         if (known := self.catalog.get_meta(key)) is not None:
             return int(known)
-        ndim = self.embedder.ndim
+        ndim = embedder.ndim
         with self.catalog.transaction() as conn:
             self.catalog.set_meta(conn, key, str(ndim))
         return ndim
 
-    def _save_vectors(self, index: VectorIndex) -> None:
-        path = self._index_path()
+    def _save_vectors(self, index: VectorIndex, model_id: str | None = None) -> None:
+        path = self._index_path(model_id)
         try:
             checksum = index.save(path)
         except IndexFileError as exc:
@@ -225,6 +261,168 @@ class Engine:
         os.chmod(path, 0o600)
         with self.catalog.transaction() as conn:
             self.catalog.set_meta(conn, self._checksum_key(path), checksum)
+
+    # -- choosing, switching and rolling back models ---------------------------------------------
+
+    def models(self) -> list[ModelInfo]:
+        """The bundled model, every model folder in Sift's data folder and the configured ones."""
+        return list_models(self.paths, self._config)
+
+    def embedder_for(self, value: str) -> Embedder:
+        """An embedder for any model setting ("bundled:…" or a folder); the serving one for the
+        current setting. Loading the weights waits for the first use."""
+        value = model_value(value)
+        current = model_value(self._config.model)
+        with self._embedder_lock:
+            if value == current and self._embedder is not None:
+                return self._embedder
+            if self._spare is not None and model_value(self._spare[0]) == value:
+                return self._spare[1]
+        if value == current:
+            return self.embedder
+        embedder = self._new_embedder(value)  # outside the lock: fingerprinting a folder takes a moment
+        with self._embedder_lock:
+            self._spare = (value, embedder)
+        return embedder
+
+    def prepare_model(self, value: str, *, on_progress: Callable[[int, int], None] | None = None,
+                      cancel: threading.Event | None = None) -> VectorIndex:
+        """Embed every chunk text the model has no vector for and build and save its index, while
+        the current model keeps serving searches; returns the index. Raises Cancelled.
+
+        Vectors are committed batch by batch into the catalog's cache, so after a cancel or a
+        crash a second call resumes where this one stopped. `on_progress(done, total)` counts texts.
+        Does not switch: `adopt_model` does.
+        """
+        value = model_value(value)
+        if value == model_value(self._config.model):
+            return self.vectors()  # the indexer keeps the serving model's vectors complete
+        embedder = self.embedder_for(value)
+        self._embed_missing(embedder, on_progress=on_progress, cancel=cancel)
+        _check(cancel)
+        return self._load_vectors(embedder)
+
+    def adopt_model(self, value: str, *, on_progress: Callable[[int, int], None] | None = None,
+                    cancel: threading.Event | None = None) -> None:
+        """Prepare a model (see prepare_model), then switch searching and indexing to it at once.
+
+        Searches running meanwhile use the old model and its index or the new pair, never a mix.
+        The model switched away from becomes `previous_model`: its vectors stay in the catalog
+        and its index on disk, so `rollback_model` needs no embedding. Raises Cancelled (the old
+        model then stays in place) and ModelError for a model that cannot be found or loaded.
+        """
+        self._switch_model(model_value(value), on_progress=on_progress, cancel=cancel)
+        mark_adopted(self._config.model)
+
+    def rollback_model(self, *, on_progress: Callable[[int, int], None] | None = None,
+                       cancel: threading.Event | None = None) -> str:
+        """Switch back to the previous model; returns the setting now active.
+
+        Only chunks indexed since the switch are embedded (the others' vectors are cached).
+        Rolling back twice returns to where it started.
+        """
+        previous = self._config.previous_model
+        if not previous or model_value(previous) == self._config.model:
+            raise SiftError("There is no previous model to go back to: the model has not been switched. "
+                            "Choose one with `sift models use`.")
+        self._switch_model(model_value(previous), on_progress=on_progress, cancel=cancel)
+        return self._config.model
+
+    def _switch_model(self, value: str, *, on_progress: Callable[[int, int], None] | None,
+                      cancel: threading.Event | None) -> None:
+        with self._switch_lock:
+            if value == model_value(self._config.model):
+                return
+            index = self.prepare_model(value, on_progress=on_progress, cancel=cancel)
+            embedder = self.embedder_for(value)
+            with self._background_paused(), self._exclusive():
+                # The background service went on indexing with the old model during the
+                # prepare: give those chunks their vector too (a handful, so no progress for
+                # them), and bring the index in line.
+                self._embed_missing(embedder, on_progress=None, cancel=cancel)
+                _check(cancel)
+                in_catalog = self.catalog.chunk_ids()
+                index.remove(np.setdiff1d(index.keys(), in_catalog, assume_unique=True))
+                missing = np.setdiff1d(in_catalog, index.keys(), assume_unique=True)
+                for ids, vecs in self.catalog.iter_chunk_vectors(embedder.model_id, missing.tolist()):
+                    index.add(ids, vecs)
+                self._save_vectors(index, embedder.model_id)
+                with self._vectors_lock:
+                    old_value = self._config.model
+                    with self._embedder_lock:
+                        old_embedder = self._embedder
+                    config = dataclasses.replace(self._config, model=value, previous_model=old_value).validate()
+                    save_config(self.paths.settings, config)
+                    with self._embedder_lock:
+                        self._embedder = embedder
+                        self._spare = (old_value, old_embedder) if old_embedder is not None else None
+                    self._vectors = index
+                    self._config = config
+            log.info("switched the model from %s to %s", old_value, value)
+            self._forget_other_models(embedder, old_value, old_embedder)
+
+    def _forget_other_models(self, active: Embedder, previous_value: str, previous: Embedder | None) -> None:
+        """Drop the vectors and index files of models that are neither active nor previous (space)."""
+        try:
+            previous_id = (previous if previous is not None else self._new_embedder(previous_value)).model_id
+        except SiftError as exc:  # the previous model's folder is gone: keep everything, to be safe
+            log.warning("kept the vectors of every model: %s", exc)
+            return
+        keep = {active.model_id, previous_id}
+        with self.catalog.transaction() as conn:
+            self.catalog.prune_embeddings(conn, keep_models=sorted(keep))
+        names = {self._index_path(m).with_suffix("").with_suffix(f".{dtype}.usearch").name
+                 for m in keep for dtype in VECTOR_DTYPES}
+        for other in self.paths.index_dir.glob("*.usearch"):
+            if other.name not in names:
+                other.unlink(missing_ok=True)
+
+    def _embed_missing(self, embedder: Embedder, *, on_progress: Callable[[int, int], None] | None,
+                       cancel: threading.Event | None) -> int:
+        """Embed and commit, batch by batch, every chunk text `embedder`'s model has no vector for."""
+        model_id = embedder.model_id
+        total = self.catalog.count_texts_missing_vectors(model_id)
+        done = 0
+        if on_progress is not None:
+            on_progress(0, total)
+        for part in self.catalog.iter_texts_missing_vectors(model_id, batch=BATCH_CHUNKS):
+            _check(cancel)
+            vectors = embedder.embed_documents([text for _, text in part])
+            with self.catalog.transaction() as conn:
+                self.catalog.put_vectors(conn, model_id, [h for h, _ in part], vectors)
+            done += len(part)
+            if on_progress is not None:
+                on_progress(done, max(total, done))  # the background service may add chunks meanwhile
+        return done
+
+    def adopt_reranker(self, value: str) -> None:
+        """Use a cross-encoder folder for stage 2; the one it replaces becomes `previous_reranker`.
+
+        Searches take the reranker once each, so each runs wholly with the old or the new one.
+        """
+        value = model_value(value)
+        if not os.path.isdir(value):
+            raise ModelError(f"The reranker folder {value} does not exist. Choose a cross-encoder model folder.")
+        # Refuses a folder without safetensors weights; the model itself loads on first use.
+        reranker = CrossEncoderReranker(value, device=self._config.device, max_tokens=RERANK_MAX_TOKENS,
+                                        **self._rerank_budget())
+        if value != model_value(self._config.reranker) or not self._config.use_reranker:
+            self.update_config(reranker=value, use_reranker=True)
+        with self._embedder_lock:
+            if self._reranker is None or self._reranker.folder != reranker.folder:
+                self._reranker = reranker
+        mark_adopted(value)
+
+    def rollback_reranker(self) -> str:
+        """Go back to the reranker used before the last switch ("" when there was none); returns it."""
+        previous = self._config.previous_reranker
+        if not previous:
+            raise SiftError("There is no previous reranker to go back to: the reranker has not been switched.")
+        target = "" if previous == NO_RERANKER else model_value(previous)
+        if target and not os.path.isdir(target):
+            raise ModelError(f"The previous reranker's folder {target} no longer exists, so Sift cannot go back to it.")
+        self.update_config(reranker=target)
+        return target
 
     # -- indexing ------------------------------------------------------------------------------
 
@@ -302,7 +500,8 @@ class Engine:
         The query may hold "exact phrases", -excluded words and type:pdf in:folder after:2024-01-01
         before:2025-01-01 filters.
         """
-        return self._searcher.search(query, limit=limit, mode=mode)
+        with self._pinned_model():
+            return self._searcher.search(query, limit=limit, mode=mode)
 
     def similar(self, path: str, *, limit: int = 10) -> list[Hit]:
         """Documents like the one at `path` (find-similar), itself left out."""
@@ -310,7 +509,34 @@ class Engine:
         if row is None:
             raise SiftError(f"{path} is not indexed, so Sift cannot look for documents like it.")
         ids = self.catalog.chunk_ids_of_file(row.id)
-        return self._searcher.similar(ids, limit=limit, exclude_file=row.id)
+        with self._pinned_model():
+            return self._searcher.similar(ids, limit=limit, exclude_file=row.id)
+
+    @contextmanager
+    def _pinned_model(self) -> Iterator[None]:
+        """One search, one model: the embedder and index it uses are taken together on first use
+        and kept to its end, so a model switch meanwhile never makes it embed the query with one
+        model and look it up in the other's index."""
+        if getattr(self._pinned, "pair", False) is not False:  # nested: the outer search pinned
+            yield
+            return
+        self._pinned.pair = None
+        try:
+            yield
+        finally:
+            self._pinned.pair = False
+
+    def _serving(self) -> tuple[Embedder, VectorIndex]:
+        pair = getattr(self._pinned, "pair", False)
+        if pair is False:  # not inside a search
+            return self._serving_pair()
+        if pair is None:
+            pair = self._pinned.pair = self._serving_pair()
+        return pair
+
+    def _serving_pair(self) -> tuple[Embedder, VectorIndex]:
+        with self._vectors_lock:  # a switch replaces both under this lock
+            return self.embedder, self.vectors()
 
     @property
     def reranker_available(self) -> bool:
@@ -323,8 +549,14 @@ class Engine:
         with self._embedder_lock:
             if self._reranker is None or self._reranker.folder != Path(self._config.reranker).resolve():
                 self._reranker = CrossEncoderReranker(self._config.reranker, device=self._config.device,
-                                                      max_tokens=RERANK_MAX_TOKENS)
+                                                      max_tokens=RERANK_MAX_TOKENS, **self._rerank_budget())
+            self._reranker.budget_ms = self._rerank_budget()["budget_ms"]  # follows a settings change
             return self._reranker
+
+    def _rerank_budget(self) -> dict:
+        """The reranker's time budget and where its measured speed is kept (see engine/rerank.py)."""
+        return {"budget_ms": float(self._config.rerank_budget_ms) or None,
+                "speed_cache": self.paths.data / "rerank-speed.json"}
 
     def _reranker_status(self) -> str:
         if not self._config.reranker:
@@ -354,6 +586,26 @@ class Engine:
         with self.catalog.transaction() as conn:
             self.catalog.add_click(conn, query=query, chunk_id=hit.chunk_id, text_hash=row.text_hash, path=hit.path,
                                    rank=rank, shown=[h.chunk_id for h in shown])
+
+    # -- fine-tuning (engine/finetune.py) --------------------------------------------------------
+
+    def finetune_summary(self, options: TrainOptions | None = None) -> DataSummary:
+        """How much the click history holds to learn from, and whether it is enough; loads no model."""
+        from engine.finetune import summarize
+
+        return summarize(self.catalog, options)
+
+    def finetune(self, options: TrainOptions, *, on_progress: Callable[[FinetuneProgress], None] | None = None,
+                 cancel: threading.Event | None = None, trainer: Trainer | None = None) -> FinetuneResult:
+        """Train a new bi-encoder (and reranker) from the clicks and measure them on held-out searches.
+
+        Never switches: adopt what passed with `adopt_model(result.embedder)` /
+        `adopt_reranker(result.reranker)`. Raises Cancelled (the models in use untouched, no folder
+        left behind) and SiftError when there is too little data. `trainer`: a fake, for tests.
+        """
+        from engine.finetune import run_finetune
+
+        return run_finetune(self, options, on_progress=on_progress, cancel=cancel, trainer=trainer)
 
     # -- status --------------------------------------------------------------------------------
 
@@ -414,6 +666,11 @@ class Engine:
             return
         with service.held():
             yield
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled()
 
 
 def _remove_stale_temp_files(index_path: Path, older_than_s: float = 600.0) -> None:

@@ -7,10 +7,13 @@ import fnmatch
 import hashlib
 import logging
 import os
+import queue
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,6 +35,11 @@ log = logging.getLogger(__name__)
 # moves smoothly, large enough that the embedder sees full batches.
 BATCH_FILES = 64
 BATCH_CHUNKS = 512
+# Parsed batches waiting for the model: enough that the parsers never stall it, few enough that
+# a cancel discards little work.
+PREFETCH_BATCHES = 2
+EMBED_SLICE = 128       # chunks handed to the embedder at once (it batches them further)
+PROGRESS_POLL_S = 0.2  # how often the committing thread looks at cancel and the file being parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +268,19 @@ class _Pending:
 class _Batch:
     files: list[_Pending] = field(default_factory=list)
     chunks: int = 0
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # text hash → vector, once embedded
+    fresh: list[str] = field(default_factory=list)                # hashes embedded for this batch
+    reused: int = 0                                               # chunks whose vector was cached
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """An exception raised in a pipeline stage, handed downstream to be raised in order."""
+
+    error: BaseException
+
+
+_DONE = object()  # a pipeline stage's last item
 
 
 class Indexer:
@@ -444,8 +465,126 @@ class Indexer:
             self._report(chunks_embedded=self.progress.chunks_embedded + len(part))
 
     def _index_files(self, work: list[str], known: dict[str, FileRow], disk: dict[str, DiskFile]) -> None:
+        """A three-stage pipeline, so the model never waits for the parsers nor for the disk.
+
+        A producer thread parses (in the worker processes), chunks and hashes files into batches;
+        an embedding thread embeds each batch's chunks that the cache lacks; this thread looks in
+        the cache, writes each embedded batch in one transaction (while the next one embeds),
+        reports progress and watches for cancellation. Batches stay in order and at most a few
+        are in flight, so every commit still holds whole files, and a cancel or a crash loses
+        only batches not yet committed. Only this thread touches the catalog.
+        """
         if not work:
             return
+        stop = threading.Event()
+        parsed: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
+        current = ["", ""]  # [file being parsed, file last reported]: written by the producer, read here
+        producer = threading.Thread(target=self._stage, args=(self._produce, (work, disk, current, stop), parsed, stop),
+                                    name="sift-parse-feed", daemon=True)
+        embedding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sift-embed")
+        producer.start()
+        in_flight: tuple[_Batch, list, Future] | None = None
+        try:
+            while True:
+                item = self._next(parsed, current)
+                if isinstance(item, _Failure):
+                    raise item.error
+                if item is not _DONE:
+                    batch, problems = item
+                    # Looked up before the previous batch commits: a text shared with it is
+                    # embedded twice (the catalog keeps one), a small price for never waiting.
+                    todo = self._look_up_cache(batch)
+                    ahead = (batch, problems, embedding.submit(self._embed, todo, stop))
+                if in_flight is not None:  # commit the previous batch while this one embeds
+                    self._finish(*in_flight, known, disk, current)
+                    in_flight = None
+                    self._check_cancel()
+                if item is _DONE:
+                    break
+                in_flight = ahead
+        finally:
+            stop.set()
+            with contextlib.suppress(queue.Empty):
+                while True:  # unblock the producer should it wait to put
+                    parsed.get_nowait()
+            embedding.shutdown(wait=True, cancel_futures=True)
+            producer.join()
+
+    def _next(self, parsed: queue.Queue, current: list[str]):
+        """The producer's next item, reporting the file being parsed and watching for cancel meanwhile."""
+        while True:
+            try:
+                return parsed.get(timeout=PROGRESS_POLL_S)
+            except queue.Empty:
+                self._check_cancel()
+                if current[0] != current[1]:
+                    current[1] = current[0]
+                    self._report(current_file=current[0])
+
+    def _finish(self, batch: _Batch, problems: list, job: Future, known: dict[str, FileRow], disk: dict[str, DiskFile], current: list[str]) -> None:
+        """Wait for a batch's vectors (watching for cancel), then commit it."""
+        while True:
+            try:
+                fresh = job.result(timeout=PROGRESS_POLL_S)
+                break
+            except FutureTimeout:
+                self._check_cancel()
+                if current[0] != current[1]:
+                    current[1] = current[0]
+                    self._report(current_file=current[0])
+        batch.vectors.update(fresh)
+        self._commit(batch, problems, known, disk)
+
+    def _look_up_cache(self, batch: _Batch) -> dict[str, str]:
+        """Fill the batch with the vectors already known; return the texts still to embed, by hash."""
+        all_hashes = [h for f in batch.files for h in f.hashes]
+        vectors = self.catalog.cached_vectors(self.embedder.model_id, all_hashes) if all_hashes else {}
+        todo: dict[str, str] = {}
+        for f in batch.files:
+            for c, h in zip(f.chunks, f.hashes):
+                if h not in vectors:
+                    todo.setdefault(h, c.text)
+        batch.vectors, batch.fresh = vectors, list(todo)  # first-seen order, as committed
+        batch.reused = sum(1 for h in all_hashes if h in vectors)
+        return todo
+
+    def _embed(self, todo: dict[str, str], stop: threading.Event) -> dict[str, np.ndarray]:
+        """Vectors for the texts (the embedding thread): longest first across the whole batch, so
+        the embedder's batches pad little, in slices, so a cancel waits for one slice only."""
+        fresh: dict[str, np.ndarray] = {}
+        ordered = sorted(todo, key=lambda h: len(todo[h]), reverse=True)
+        for i in range(0, len(ordered), EMBED_SLICE):
+            if stop.is_set():
+                break
+            part = ordered[i:i + EMBED_SLICE]
+            fresh.update(zip(part, self.embedder.embed_documents([todo[h] for h in part])))
+        return fresh
+
+    @staticmethod
+    def _stage(body: Callable, args: tuple, out: queue.Queue, stop: threading.Event) -> None:
+        """Run one pipeline stage in its thread: what it yields goes to `out`, then _DONE, or the
+        exception it raised (as a _Failure), so the committing thread sees it in order."""
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=PROGRESS_POLL_S)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for item in body(*args):
+                if not put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the committing thread, which raises it
+            put(_Failure(exc))
+            return
+        put(_DONE)
+
+    def _produce(self, work: list[str], disk: dict[str, DiskFile], current: list[str],
+                 stop: threading.Event) -> Iterator[tuple[_Batch, list[tuple[str, FileStatus, str]]]]:
+        """Parse, chunk and hash files into batches of whole files (the producer thread)."""
         max_tokens = min(self.config.chunk_tokens, self.embedder.max_tokens - SPECIAL_TOKENS)
         overlap = min(self.config.chunk_overlap, max_tokens // 2 - 1)
         digests: dict[str, str | None] = {}
@@ -453,6 +592,8 @@ class Indexer:
 
         def jobs() -> Iterator[str]:
             for path in work:
+                if stop.is_set():
+                    return
                 self._check_cancel()
                 d = disk[path]
                 if d.size > self.config.max_file_bytes:
@@ -475,26 +616,32 @@ class Indexer:
                                                   timeout_s=self.config.parse_timeout_s,
                                                   max_bytes=self.config.max_file_bytes)
         with runner if own else contextlib.nullcontext(runner):
-            for path, result in runner.map(jobs()):
-                self._report(current_file=path)
-                if isinstance(result, ParseError):
-                    status, reason = FileStatus(result.status), result.reason
-                    if not os.path.lexists(path):  # deleted while parsing: nothing to report
-                        status, reason = FileStatus.VANISHED, "the file was deleted or moved while indexing"
-                    problems.append((path, status, reason))
-                else:
-                    pending = self._chunk(path, disk[path], digests.pop(path, None), result, max_tokens, overlap)
-                    if pending is None:
-                        problems.append((path, FileStatus.NO_TEXT, "no text found in this file"))
+            results = runner.map(jobs(), stop=stop)
+            try:
+                for path, result in results:
+                    current[0] = path
+                    if isinstance(result, ParseError):
+                        status, reason = FileStatus(result.status), result.reason
+                        if not os.path.lexists(path):  # deleted while parsing: nothing to report
+                            status, reason = FileStatus.VANISHED, "the file was deleted or moved while indexing"
+                        problems.append((path, status, reason))
                     else:
-                        batch.files.append(pending)
-                        batch.chunks += len(pending.chunks)
-                if len(batch.files) + len(problems) >= BATCH_FILES or batch.chunks >= BATCH_CHUNKS:
-                    self._commit(batch, problems, known, disk)
-                    batch = _Batch()
-                    problems.clear()
-                    self._check_cancel()
-            self._commit(batch, problems, known, disk)
+                        pending = self._chunk(path, disk[path], digests.pop(path, None), result, max_tokens, overlap)
+                        if pending is None:
+                            problems.append((path, FileStatus.NO_TEXT, "no text found in this file"))
+                        else:
+                            batch.files.append(pending)
+                            batch.chunks += len(pending.chunks)
+                    if len(batch.files) + len(problems) >= BATCH_FILES or batch.chunks >= BATCH_CHUNKS:
+                        yield batch, list(problems)
+                        batch = _Batch()
+                        problems.clear()
+            finally:
+                close = getattr(results, "close", None)
+                if close is not None:  # a caller's runner stays open: stop only this map's workers
+                    close()
+            if batch.files or problems:
+                yield batch, list(problems)
 
     def _chunk(self, path: str, d: DiskFile, digest: str | None, parsed: ParsedFile,
                max_tokens: int, overlap: int) -> _Pending | None:
@@ -506,28 +653,18 @@ class Indexer:
 
     def _commit(self, batch: _Batch, problems: list[tuple[str, FileStatus, str]], known: dict[str, FileRow],
                 disk: dict[str, DiskFile]) -> None:
-        """Embed what the cache lacks, then write the whole batch in one transaction."""
+        """Write a whole embedded batch in one transaction, then add its vectors to the index."""
         if not batch.files and not problems:
             return
         model_id = self.embedder.model_id
-        all_hashes = [h for f in batch.files for h in f.hashes]
-        vectors = self.catalog.cached_vectors(model_id, all_hashes)
-        reused = sum(1 for h in all_hashes if h in vectors)
-        todo: dict[str, str] = {}
-        for f in batch.files:
-            for c, h in zip(f.chunks, f.hashes):
-                if h not in vectors:
-                    todo.setdefault(h, c.text)
-        if todo:
-            fresh = self.embedder.embed_documents(list(todo.values()))
-            vectors.update(zip(todo.keys(), fresh))
+        vectors, todo, reused = batch.vectors, batch.fresh, batch.reused
         removed: list[int] = []
         added_ids: list[int] = []
         added_vecs: list[np.ndarray] = []
         vanished: list[int] = []
         with self.catalog.transaction() as conn:
             if todo:
-                self.catalog.put_vectors(conn, model_id, list(todo.keys()), np.stack([vectors[h] for h in todo]))
+                self.catalog.put_vectors(conn, model_id, todo, np.stack([vectors[h] for h in todo]))
             for f in batch.files:
                 old = known.get(f.path)
                 fid = self.catalog.upsert_file(conn, path=f.path, size=f.disk.size, mtime_ns=f.disk.mtime_ns,

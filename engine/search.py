@@ -25,9 +25,14 @@ MODES = ("auto", "bm25", "dense", "hybrid", "rerank")
 # recall@100 is measured in documents, hence the generous depth.
 DENSE_DEPTH = 200
 KEYWORD_DEPTH = 200
-# The i8 index keeps about 5 bits per dimension (see engine/vectors.py), so it is asked for
-# this many times more candidates, which are then rescored with the catalog's f16 vectors.
+# Coarse indexes are asked for this many times DENSE_DEPTH candidates, which are then rescored
+# exactly with the catalog's f16 vectors (0: not rescored, ranked by the index's similarity).
+# i8 (each vector scaled to fill the int8 range, see engine/vectors.py) ranks nearly as well as
+# f16, so its 200 candidates are only rescored; b1 (sign bits) ranks loosely and needs a wide
+# net. Measured with bench/query_latency.py (recall@10 against exact search); fetching vectors
+# from the catalog is most of the rescoring's cost, so the net is no wider than needed.
 RESCORE_OVERSAMPLE = 3
+OVERSAMPLE_BY_DTYPE = {"i8": 1, "b1": 10}
 # With a filter this selective (chunks allowed), dense search scans the allowed vectors exactly
 # instead of filtering ANN results, so a filter never empties stage 1.
 EXACT_FILTER_MAX = 50_000
@@ -38,8 +43,9 @@ RRF_K = 30
 DENSE_WEIGHT = 1.2
 KEYWORD_WEIGHT = 1.0
 
-# Stage 2: a cross-encoder over this many fused candidates, passages cut to RERANK_MAX_TOKENS.
-# Budget ≈ 1 s on a 2-core CPU. Measured here with a MiniLM-L6 cross-encoder (the size of
+# Stage 2: a cross-encoder over this many fused candidates, passages cut to RERANK_MAX_TOKENS,
+# unless the reranker plans its own depth and truncation from its measured speed (rerank.py's
+# budget), which CrossEncoderReranker does. Budget ≈ 1 s on a 2-core CPU. Measured here with a MiniLM-L6 cross-encoder (the size of
 # ms-marco-MiniLM-L6-v2), query + passage: 100 × 256 tokens 3.6 s, 30 × 256 1.05 s, 50 × 128
 # 0.83 s, 30 × 128 0.49 s. 256 tokens hold a whole 200-token chunk and the query.
 RERANK_DEPTH = 30
@@ -240,6 +246,8 @@ class SearchResult:
     mode: str                         # the mode that actually ran
     timings_ms: dict[str, float]
     note: str = ""                    # e.g. why the reranker did not run
+    rerank_depth: int = 0             # candidates the cross-encoder scored (0: no rerank)
+    rerank_tokens: int = 0            # the truncation it used, in tokens per (query, passage) pair
 
 
 class Searcher:
@@ -254,7 +262,7 @@ class Searcher:
         self._reranker = reranker
         self._roots = roots
         self._precise_index = precise_index
-        self._rerank_cache: OrderedDict[tuple[str, str, int], float] = OrderedDict()
+        self._rerank_cache: OrderedDict[tuple[str, int, str, int], float] = OrderedDict()
 
     def search(self, raw: str, *, limit: int = 10, mode: str = "auto") -> SearchResult:
         if mode not in MODES:
@@ -318,19 +326,26 @@ class Searcher:
                 found, vecs = self.catalog.chunk_vectors(self._embedder().model_id, missing)
                 similarity.update(zip(found.tolist(), (vecs @ q).tolist()))
             score = lambda c: max(0.0, min(1.0, similarity.get(c.chunk_id, 0.0)))
+        depth = tokens = 0
         if reranker is not None and ranked:
             t = time.perf_counter()
-            head = ranked[:RERANK_DEPTH]
-            self._rerank(reranker, query.text or raw, head, rows)
+            plan = getattr(reranker, "plan", None)
+            if callable(plan):
+                chosen = plan()
+                depth, tokens = chosen.depth, chosen.max_tokens
+            else:
+                depth = RERANK_DEPTH
+            head = ranked[:depth]
+            self._rerank(reranker, query.text or raw, head, rows, tokens)
             head.sort(key=lambda c: (-(c.rerank or 0.0), -c.fused))
-            ranked = head + ranked[RERANK_DEPTH:]
+            ranked = head + ranked[depth:]
             timings["rerank"] = (time.perf_counter() - t) * 1000
             # Reranked passages first by the cross-encoder's probability, the rest below them.
             score = lambda c: float(1 / (1 + np.exp(-c.rerank))) if c.rerank is not None else 0.0
         t = time.perf_counter()
         hits = self._group(ranked, rows, query, limit, score)
         timings["group"] = (time.perf_counter() - t) * 1000
-        return SearchResult(hits, ran, timings, note)
+        return SearchResult(hits, ran, timings, note, rerank_depth=depth if ranked else 0, rerank_tokens=tokens)
 
     def similar(self, chunk_ids: Sequence[int], *, limit: int, exclude_file: int | None) -> list[Hit]:
         """Documents near the mean of these chunks' vectors (find-similar)."""
@@ -360,9 +375,10 @@ class Searcher:
             keys, _ = self._vectors().search(q, depth * RESCORE_OVERSAMPLE * 4)
             keys = keys[np.isin(keys, allowed)]
         else:
-            oversample = 1 if self._precise_index() else RESCORE_OVERSAMPLE
-            keys, sims = self._vectors().search(q, depth * oversample)
-            if oversample == 1:
+            index = self._vectors()
+            oversample = 0 if self._precise_index() else OVERSAMPLE_BY_DTYPE.get(index.dtype, RESCORE_OVERSAMPLE)
+            keys, sims = index.search(q, depth * max(1, oversample))
+            if oversample <= 0:
                 return [int(k) for k in keys[:depth]], sims[:depth]
         return self._exact(q, keys, depth, model_id)
 
@@ -376,16 +392,23 @@ class Searcher:
 
     # stage 2 ----------------------------------------------------------------------------------
 
-    def _rerank(self, reranker: Reranker, text: str, cands: list[_Candidate], rows: dict[int, ChunkRow]) -> None:
-        todo = [c for c in cands if (reranker.model_id, text, c.chunk_id) not in self._rerank_cache]
+    def _rerank(self, reranker: Reranker, text: str, cands: list[_Candidate], rows: dict[int, ChunkRow],
+                tokens: int = 0) -> None:
+        """Cross-encoder scores for these candidates, cached per (model, truncation, query, chunk).
+
+        tokens: the truncation the reranker's plan chose (0: the reranker's own setting).
+        """
+        todo = [c for c in cands if (reranker.model_id, tokens, text, c.chunk_id) not in self._rerank_cache]
         if todo:
-            scores = reranker.score(text, [rows[c.chunk_id].text for c in todo])
+            passages = [rows[c.chunk_id].text for c in todo]
+            scores = (reranker.score(text, passages, max_tokens=tokens) if tokens
+                      else reranker.score(text, passages))
             for c, s in zip(todo, scores):
-                self._rerank_cache[(reranker.model_id, text, c.chunk_id)] = float(s)
+                self._rerank_cache[(reranker.model_id, tokens, text, c.chunk_id)] = float(s)
             while len(self._rerank_cache) > RERANK_CACHE_SIZE:
                 self._rerank_cache.popitem(last=False)
         for c in cands:
-            key = (reranker.model_id, text, c.chunk_id)
+            key = (reranker.model_id, tokens, text, c.chunk_id)
             c.rerank = self._rerank_cache[key]
             self._rerank_cache.move_to_end(key)
 

@@ -21,6 +21,7 @@ __all__ = [
     "IndexFileError",
     "VectorIndex",
     "checksum_file",
+    "quantize_i8",
 ]
 
 # What settings may choose. i8 keeps a 384-d chunk at 384 bytes with a small recall cost;
@@ -30,10 +31,22 @@ DEFAULT_VECTOR_DTYPE = "i8"
 
 # HNSW graph settings. usearch's search default (64) loses recall on hard (near-uniform)
 # data; 128 costs a few hundredths of a millisecond per query, nothing next to a rerank.
+# Search asks for DENSE_DEPTH (200) candidates (search.py), so its effective breadth is 200.
+# Connectivity 32, not 16: on 100k MiniLM-like chunks (bench/query_latency.py's data, real
+# queries) recall@10 of 200 rescored candidates was 0.858 with 16 and 0.996 with 32, and
+# search got faster (fewer hops); the build took 1.2× as long and the graph ~130 B more a chunk.
 PARALLEL_ADD_MIN = 10_000  # batches smaller than this are added on one thread (see add)
-CONNECTIVITY = 16
+# Up to this many vectors, search scans them all (exact) instead of walking the graph: as fast
+# or faster here (384-d i8, 200 results: 5k 0.64 vs 0.98 ms, 20k 1.5 vs 2.0 ms; 50k 3.1 vs
+# 1.9 ms), and never misses a vector the graph connects badly (many near-duplicate chunks did).
+EXACT_SEARCH_MAX = 20_000
+CONNECTIVITY = 32
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 128
+# Saved indexes at least this large are memory-mapped (usearch's view) rather than copied into
+# memory: the process starts searching without reading the whole file into its own heap, and
+# pages it never touches stay on disk. The first add or remove copies it into memory.
+VIEW_MIN_BYTES = 64 * 1024 * 1024
 
 _SCALAR = {"i8": ScalarKind.I8, "f16": ScalarKind.F16, "f32": ScalarKind.F32, "b1": ScalarKind.B1}
 
@@ -117,6 +130,7 @@ class VectorIndex:
         self._index = _new_index(self._ndim, dtype)
         self._lock = threading.Lock()
         self._version = 0  # bumped by every add and remove: a save is needed only when it moved
+        self._mapped: mmap.mmap | None = None  # the file a view reads from, kept open while viewed
 
     @property
     def ndim(self) -> int:
@@ -144,11 +158,32 @@ class VectorIndex:
     def __repr__(self) -> str:
         return f"VectorIndex(ndim={self._ndim}, dtype={self._dtype!r}, size={len(self)})"
 
+    @property
+    def is_view(self) -> bool:
+        """True while the index is read from its memory-mapped file rather than held in memory."""
+        return self._mapped is not None
+
+    def _own_copy(self) -> None:
+        """Turn a view into an in-memory index (caller holds the lock), before it is changed.
+
+        The bytes come from this index's own mapping, which is the file verified at load even
+        if a newer one has been renamed over the path since.
+        """
+        if self._mapped is None:
+            return
+        index = _new_index(self._ndim, self._dtype)
+        index.load(self._mapped)
+        self._index.reset()
+        self._mapped.close()
+        self._index, self._mapped = index, None
+
     def _prepare(self, vectors: np.ndarray) -> np.ndarray:
-        """Float rows → what usearch stores: floats (it quantizes them) or packed sign bits."""
+        """Float rows → what usearch stores: floats (it quantizes f16), int8 codes, or sign bits."""
         if self._dtype == "b1":
             # Padding bits past ndim are zero in every row, so they never add distance.
             return np.packbits(vectors > 0, axis=1)
+        if self._dtype == "i8":
+            return quantize_i8(vectors)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def _check_vectors(self, vectors: np.ndarray, rows: int | None = None) -> np.ndarray:
@@ -178,6 +213,7 @@ class VectorIndex:
             key_arr, vec_arr = unique_keys, vec_arr[::-1][first]
         data = self._prepare(vec_arr)
         with self._lock:
+            self._own_copy()
             present = np.asarray(self._index.contains(key_arr), dtype=bool)
             if present.any():
                 self._index.remove(key_arr[present])
@@ -194,6 +230,7 @@ class VectorIndex:
         if key_arr.size == 0:
             return
         with self._lock:
+            self._own_copy()
             self._index.remove(key_arr)
             self._version += 1
 
@@ -208,7 +245,7 @@ class VectorIndex:
             if count <= 0:
                 return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32)
             # Asking for everything is a scan anyway; exact mode makes sure HNSW misses none.
-            matches = self._index.search(self._prepare(q)[0], count, exact=count >= size)
+            matches = self._index.search(self._prepare(q)[0], count, exact=count >= size or size <= EXACT_SEARCH_MAX)
             keys = np.array(matches.keys, dtype=np.uint64)
             distances = np.array(matches.distances, dtype=np.float32)
         if self._dtype == "b1":
@@ -282,8 +319,13 @@ class VectorIndex:
         return digest
 
     @classmethod
-    def load(cls, path: Path, *, ndim: int, dtype: str, checksum: str | None) -> VectorIndex:
-        """Read a saved index fully into memory, after checking it is the file the catalog names.
+    def load(cls, path: Path, *, ndim: int, dtype: str, checksum: str | None,
+             view: bool | None = None) -> VectorIndex:
+        """Open a saved index, after checking it is the file the catalog names.
+
+        view: memory-map the file instead of copying it into memory (True), copy it (False), or
+        map it when it is at least VIEW_MIN_BYTES (None). A view is searched in place and becomes
+        an in-memory copy on its first add or remove.
 
         The checksum is verified before usearch sees a byte: usearch trusts its input, and a
         corrupt file can crash the whole process inside it. Pass checksum=None only when the
@@ -301,11 +343,16 @@ class VectorIndex:
         except OSError as exc:
             raise IndexFileError(f"cannot read vector index {path}: {exc}") from exc
         with fh:
-            if os.fstat(fh.fileno()).st_size == 0:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
                 raise IndexFileError(f"vector index {path} is empty; rebuild it from the catalog")
-            # One mapping serves both the hash and the load, so the bytes checked are the bytes
-            # loaded even if a writer renames a new file over path meanwhile.
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if view is None:
+                view = size >= VIEW_MIN_BYTES
+            # One mapping serves the hash and the load (or the view), so the bytes checked are
+            # the bytes used even if a writer renames a new file over path meanwhile.
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            kept = False
+            try:
                 if checksum is not None:
                     actual = hashlib.sha256(data).hexdigest()
                     if actual != checksum.strip().lower():
@@ -322,11 +369,35 @@ class VectorIndex:
                 _check_metadata(path, meta, ndim=ndim, dtype=dtype)
                 self = cls(ndim=ndim, dtype=dtype)
                 try:
-                    # load (not view) copies into memory: the file can be replaced afterwards.
-                    self._index.load(data)
+                    if view:
+                        # The mapping stays open with the index; renaming a new file over path
+                        # leaves this (old) inode intact, so the view stays valid.
+                        self._index.view(data)
+                        self._mapped, kept = data, True
+                    else:
+                        # load copies into memory: the file can be replaced afterwards.
+                        self._index.load(data)
                 except Exception as exc:
+                    self._mapped, kept = None, False
                     raise IndexFileError(f"cannot load vector index {path}: {exc}") from exc
+            finally:
+                if not kept:
+                    data.close()
         return self
+
+
+def quantize_i8(vectors: np.ndarray) -> np.ndarray:
+    """Float rows → int8 codes, each row scaled so its largest component is ±127.
+
+    usearch's own cast normalises a row and multiplies by 127, so a MiniLM vector (largest
+    component ≈ 0.2) gets only about ±30 of the 255 codes. Cosine does not change when a row
+    is scaled, so each row may be stretched to fill the range: about 2 bits more precision
+    for free, with nothing to store (no calibration table, no file format change).
+    """
+    arr = np.asarray(vectors, dtype=np.float32)
+    peak = np.abs(arr).max(axis=1, keepdims=True)
+    scale = np.divide(127.0, peak, out=np.zeros_like(peak), where=peak > 0)
+    return np.rint(arr * scale).clip(-127, 127).astype(np.int8)
 
 
 def _check_metadata(path: Path, meta: dict | None, *, ndim: int, dtype: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,21 @@ if str(ROOT) not in sys.path:  # spawned parse workers and helper scripts import
 
 from engine.embed import FakeEmbedder  # noqa: E402
 from engine.engine import Engine  # noqa: E402
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    # PySide6 on Python 3.11 can abort during the interpreter's final garbage collection
+    # ("Fatal Python error: bool_dealloc"), after every test has run and been reported, turning
+    # a green run red. The desktop app skips that teardown the same way (desktop/__main__.py).
+    if "PySide6" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(getattr(config, "_sift_exitstatus", 0)))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config._sift_exitstatus = exitstatus
 
 
 def pytest_configure(config):

@@ -7,6 +7,7 @@ import math
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -19,6 +20,7 @@ DEFAULT_PARSE_FN = "engine.parse:parse"
 # Python start-up plus importing the parser libraries; slow disks and frozen apps need a while.
 STARTUP_TIMEOUT_S = 60.0
 SHUTDOWN_GRACE_S = 1.0
+STOP_POLL_S = 0.1  # how soon map() notices its stop event while every worker is busy
 
 _READY = "ready"  # a worker's first message: the clock for its first file starts only then
 
@@ -60,17 +62,19 @@ class ParseRunner:
         self._maps: weakref.WeakSet[Iterator] = weakref.WeakSet()  # map() results not yet done
         self._closed = False
 
-    def map(self, paths: Iterable[str]) -> Iterator[tuple[str, Result]]:
+    def map(self, paths: Iterable[str], *, stop: threading.Event | None = None) -> Iterator[tuple[str, Result]]:
         """Yield (path, ParsedFile or ParseError) once per path, in the order parsing finishes.
 
         Paths are taken from `paths` only as workers free up, so it may be a lazy iterable of
-        any length. Stopping early (break, or close()) stops the workers still parsing.
+        any length. Stopping early (break, or close()) stops the workers still parsing; so does
+        setting `stop`, within STOP_POLL_S, from any thread: a generator running in another
+        thread cannot be closed from this one.
         """
         if self._closed:
             raise RuntimeError("this ParseRunner is closed")
         if self._workers == 0:
-            return ((path, self._parse_here(path)) for path in paths)
-        results = self._map_in_workers(iter(paths))
+            return ((path, self._parse_here(path)) for path in paths if stop is None or not stop.is_set())
+        results = self._map_in_workers(iter(paths), stop)
         self._maps.add(results)
         return results
 
@@ -104,10 +108,12 @@ class ParseRunner:
         except Exception as exc:  # a parse_fn other than ours may raise anything
             return ParseError(FileStatus.CORRUPT, f"the parser failed: {exc!r}")
 
-    def _map_in_workers(self, paths: Iterator[str]) -> Iterator[tuple[str, Result]]:
+    def _map_in_workers(self, paths: Iterator[str], stop: threading.Event | None) -> Iterator[tuple[str, Result]]:
         busy: dict[Connection, _Worker] = {}
         try:
             while True:
+                if stop is not None and stop.is_set():
+                    return
                 while len(busy) < self._workers:
                     path = next(paths, None)
                     if path is None:
@@ -116,8 +122,10 @@ class ParseRunner:
                     busy[worker.conn] = worker
                 if not busy:
                     return
-                soonest = min(worker.deadline for worker in busy.values())
-                for conn in wait(list(busy), timeout=max(0.0, soonest - time.monotonic())):
+                timeout = max(0.0, min(worker.deadline for worker in busy.values()) - time.monotonic())
+                if stop is not None:
+                    timeout = min(timeout, STOP_POLL_S)
+                for conn in wait(list(busy), timeout=timeout):
                     worker = busy[conn]
                     try:
                         message = conn.recv()

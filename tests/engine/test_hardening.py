@@ -117,7 +117,7 @@ def test_a_really_full_disk_on_a_small_tmpfs(tmp_path, left_kb):
     docs, mount = tmp_path / "docs", tmp_path / "mnt"
     docs.mkdir()
     mount.mkdir()
-    script = 'mount -t tmpfs -o size=8m tmpfs "$1" && exec "$2" -m tests.diskfull_child "$3" "$1" "$4"'
+    script = 'mount -t tmpfs -o size=16m tmpfs "$1" && exec "$2" -m tests.diskfull_child "$3" "$1" "$4"'
     result = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(mount), sys.executable, str(docs),
                              str(left_kb)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

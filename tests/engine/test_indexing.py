@@ -371,3 +371,144 @@ def test_clicks_are_recorded_and_removing_the_folder_forgets_them(make_engine, f
     assert click.chunk_id == hits[0].chunk_id and click.shown == tuple(h.chunk_id for h in hits)
     engine.remove_folder(folder)
     assert engine.catalog.clicks() == []
+
+
+# -- the parse → embed → commit pipeline ---------------------------------------------------------
+
+
+def test_pipeline_commits_whole_files_in_order(make_engine, docs, fake_embedder, monkeypatch):
+    import engine.indexer as indexer
+    from engine.indexer import Indexer
+
+    monkeypatch.setattr(indexer, "BATCH_FILES", 3)
+    for i in range(20):
+        write(docs / f"n{i:02}.txt", " ".join(f"word{i}x{j}" for j in range(40 + i * 7)))
+    committed: list[list[str]] = []
+    real_commit = Indexer._commit
+
+    def commit(self, batch, problems, known, disk):
+        committed.append([f.path for f in batch.files])
+        # every chunk of every file in the batch arrives embedded
+        assert all(h in batch.vectors for f in batch.files for h in f.hashes)
+        return real_commit(self, batch, problems, known, disk)
+
+    monkeypatch.setattr(Indexer, "_commit", commit)
+    engine = make_engine(chunk_tokens=16, chunk_overlap=2)  # parse_workers=0: files arrive in path order
+    engine.add_folder(docs)
+    report = engine.index()
+    flat = [os.path.basename(p) for batch in committed for p in batch]
+    assert flat == [f"n{i:02}.txt" for i in range(20)]
+    assert all(0 < len(batch) <= 3 for batch in committed)
+    assert report.added == 20 and report.chunks_embedded == engine.catalog.chunk_count()
+    assert set(engine.vectors().keys().tolist()) == set(engine.catalog.chunk_ids().tolist())
+    for path, row in engine.catalog.files().items():  # whole files: stored chunks = what chunking makes
+        assert len(engine.catalog.chunk_ids_of_file(row.id)) > 1, path
+
+
+def test_pipeline_parses_the_next_batch_while_the_model_embeds(make_engine, docs, fake_embedder, monkeypatch):
+    import threading
+
+    import engine.indexer as indexer
+    from engine.indexer import Indexer
+
+    monkeypatch.setattr(indexer, "BATCH_FILES", 2)
+    for i in range(12):
+        write(docs / f"n{i:02}.txt", f"note {i} about topic {i % 3}")
+    produced = threading.Semaphore(0)
+    real_produce = Indexer._produce
+
+    def produce(self, *args):
+        for item in real_produce(self, *args):
+            produced.release()
+            yield item
+
+    monkeypatch.setattr(Indexer, "_produce", produce)
+    overlapped = []
+    real_embed = fake_embedder.embed_documents
+
+    def embed(texts):
+        if not overlapped:  # first call: batch 1 is embedding; batch 2 must get parsed meanwhile
+            overlapped.append(produced.acquire(timeout=30) and produced.acquire(timeout=30))
+        return real_embed(texts)
+
+    monkeypatch.setattr(fake_embedder, "embed_documents", embed)
+    engine = make_engine()
+    engine.add_folder(docs)
+    assert engine.index().added == 12
+    assert overlapped == [True]
+
+
+def test_pipeline_cancel_while_embedding_leaves_no_half_batch(make_engine, docs, fake_embedder, monkeypatch):
+    import engine.indexer as indexer
+
+    monkeypatch.setattr(indexer, "BATCH_FILES", 4)
+    for i in range(30):
+        write(docs / f"n{i:02}.txt", f"note {i} about topic {i % 5}")
+    engine = make_engine()
+    engine.add_folder(docs)
+    real_embed = fake_embedder.embed_documents
+    calls = []
+
+    def embed(texts):
+        calls.append(len(texts))
+        if len(calls) == 3:
+            engine.cancel()
+        return real_embed(texts)
+
+    monkeypatch.setattr(fake_embedder, "embed_documents", embed)
+    with pytest.raises(Cancelled):
+        engine.index()
+    done = engine.catalog.counts_by_status().get("indexed", 0)
+    assert done % 4 == 0 and done < 30  # whole batches only
+    assert set(engine.vectors().keys().tolist()) == set(engine.catalog.chunk_ids().tolist())
+    monkeypatch.setattr(fake_embedder, "embed_documents", real_embed)
+    assert engine.index().added == 30 - done
+
+
+def test_pipeline_embedder_failure_surfaces_and_commits_nothing_after_it(make_engine, docs, fake_embedder,
+                                                                         monkeypatch):
+    import engine.indexer as indexer
+    from engine.errors import ModelError
+
+    monkeypatch.setattr(indexer, "BATCH_FILES", 5)
+    for i in range(20):
+        write(docs / f"n{i:02}.txt", f"note {i}")
+    real_embed = fake_embedder.embed_documents
+    calls = []
+
+    def embed(texts):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ModelError("the model broke")
+        return real_embed(texts)
+
+    monkeypatch.setattr(fake_embedder, "embed_documents", embed)
+    engine = make_engine()
+    engine.add_folder(docs)
+    with pytest.raises(ModelError):
+        engine.index()
+    assert engine.catalog.counts_by_status().get("indexed", 0) == 5
+    monkeypatch.setattr(fake_embedder, "embed_documents", real_embed)
+    assert engine.index().added == 15
+
+
+def test_pipeline_with_parse_workers_stops_them_on_cancel(make_engine, docs, fake_embedder, monkeypatch):
+    import engine.indexer as indexer
+
+    monkeypatch.setattr(indexer, "BATCH_FILES", 3)
+    for i in range(24):
+        write(docs / f"n{i:02}.txt", f"note {i} about topic {i % 5}")
+    engine = make_engine()
+    engine.update_config(parse_workers=2)
+    engine.add_folder(docs)
+
+    def cancel_midway(p):
+        if p.files_done >= 6:
+            engine.cancel()
+
+    with pytest.raises(Cancelled):
+        engine.index(on_progress=cancel_midway)
+    done = engine.catalog.counts_by_status().get("indexed", 0)
+    assert 6 <= done < 24 and done % 3 == 0
+    assert set(engine.vectors().keys().tolist()) == set(engine.catalog.chunk_ids().tolist())
+    assert engine.index().added == 24 - done and engine.catalog.counts_by_status() == {"indexed": 24}

@@ -235,3 +235,76 @@ def test_shown_score_is_the_passage_cosine_similarity(engine, fake_embedder):
     row = engine.catalog.chunks_by_id([top.chunk_id])[top.chunk_id]
     cosine = float(fake_embedder.embed_query("magnetic field stars") @ fake_embedder.embed_documents([row.text])[0])
     assert top.score == pytest.approx(cosine, abs=2e-3)
+
+
+# the rerank budget -------------------------------------------------------------------------------
+
+
+def test_rerank_plan_fits_the_budget_from_the_measured_speed():
+    from engine.rerank import RERANK_PLANS, pair_ms, plan_for
+
+    fast = plan_for((1.0, 4.0), budget_ms=700)     # 30 × 256 tokens predicted 120 ms
+    assert (fast.depth, fast.max_tokens) == RERANK_PLANS[0] and fast.predicted_ms == pytest.approx(120)
+    # 4 ms per pair at 64 tokens, 40 at 256 (a busy 2-core CPU): 30 × 128 = 480 ms fits, 30 × 192 does not.
+    mid = plan_for((4.0, 40.0), budget_ms=700)
+    assert (mid.depth, mid.max_tokens) == (30, 128) and mid.predicted_ms <= 700
+    assert pair_ms((4.0, 40.0), 192) * 30 > 700
+    slow = plan_for((100.0, 400.0), budget_ms=700)  # nothing fits: the cheapest plan, not none
+    assert (slow.depth, slow.max_tokens) == RERANK_PLANS[-1] and slow.predicted_ms > 700
+
+
+def test_rerank_speed_is_cached_on_disk_and_follows_observed_speed(tmp_path):
+    import json
+
+    from engine import rerank
+
+    folder = tmp_path / "ce"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    cache = tmp_path / "speed.json"
+    r = rerank.CrossEncoderReranker(folder, device="cpu", precision="fp32", budget_ms=700, speed_cache=cache)
+    key = r._speed_key()
+    cache.write_text(json.dumps({key: [4.0, 40.0], "other|cpu|fp32|1": "junk"}))
+    assert r.speed() == (4.0, 40.0), "a cached speed is used without loading the model"
+    assert r._model is None
+    assert (r.plan().depth, r.plan().max_tokens) == (30, 128)
+    for _ in range(2):  # reranks twice as slow as predicted (load): the estimate moves 30% each time
+        r._observe(30, 128, elapsed_ms=2 * 30 * rerank.pair_ms(r.speed(), 128))
+    assert r.speed()[0] == pytest.approx(4.0 * 1.3 * 1.3)
+    assert (r.plan().depth, r.plan().max_tokens) == (20, 128), "a slower machine gets a smaller plan"
+    r.budget_ms = None
+    assert (r.plan().depth, r.plan().max_tokens) == (30, r.max_tokens), "no budget: the fixed plan"
+    # A damaged cache file means calibrating again, not a crash.
+    cache.write_text("{not json")
+    assert rerank._read_speed_cache(cache) == {}
+
+
+def test_search_uses_the_rerankers_plan_and_caches_per_truncation(engine, monkeypatch):
+    from engine.rerank import RerankPlan
+
+    class Planned(WordOverlapReranker):
+        def __init__(self):
+            super().__init__()
+            self.tokens_seen = []
+            self.next_plan = RerankPlan(2, 64)
+
+        def plan(self):
+            return self.next_plan
+
+        def score(self, query, passages, *, max_tokens=None):
+            self.tokens_seen.append((len(passages), max_tokens))
+            return super().score(query, passages)
+
+    reranker = Planned()
+    monkeypatch.setattr(engine, "reranker", lambda: reranker)
+    result = engine.search_detailed("migrating birds magnetic espresso", mode="rerank")
+    assert (result.rerank_depth, result.rerank_tokens) == (2, 64)
+    assert reranker.tokens_seen == [(2, 64)]
+    engine.search_detailed("migrating birds magnetic espresso", mode="rerank")
+    assert len(reranker.tokens_seen) == 1, "cached per (query, chunk, truncation)"
+    reranker.next_plan = RerankPlan(2, 128)
+    engine.search_detailed("migrating birds magnetic espresso", mode="rerank")
+    assert reranker.tokens_seen[-1] == (2, 128), "another truncation gives other scores: not from the cache"
+    hybrid = engine.search_detailed("migrating birds magnetic espresso", mode="hybrid")
+    assert (hybrid.rerank_depth, hybrid.rerank_tokens) == (0, 0)
+

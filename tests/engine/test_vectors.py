@@ -329,3 +329,60 @@ def test_i8_recall_against_exact_search():
     assert recall("i8", 10) >= 0.85  # measured 0.93 with usearch 2.26.6
     assert recall("i8", 40) >= 0.98  # with the oversampling search.py does, nearly all found
     assert recall("f16", 10) >= 0.95
+
+
+# ---- calibrated i8 and memory-mapped views -------------------------------------------------------
+
+
+def test_i8_codes_fill_the_int8_range_and_keep_cosine():
+    from engine.vectors import quantize_i8
+
+    rng = np.random.default_rng(5)
+    rows = rng.standard_normal((300, 384)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)  # components ≈ ±0.05, largest ≈ 0.2
+    codes = quantize_i8(rows)
+    assert codes.dtype == np.int8 and np.all(np.abs(codes).max(axis=1) == 127)
+    cos = np.sum(codes.astype(np.float32) * rows, axis=1) / np.linalg.norm(codes.astype(np.float32), axis=1)
+    naive = np.trunc(rows * 127)  # what a fixed ×127 cast keeps
+    naive_cos = np.sum(naive * rows, axis=1) / np.linalg.norm(naive, axis=1)
+    assert cos.min() > 0.9999 > naive_cos.mean()
+    assert not quantize_i8(np.zeros((1, 8), np.float32)).any(), "a zero row stays zero, no division by zero"
+    # What usearch stores is exactly these codes.
+    index = VectorIndex(ndim=384, dtype="i8")
+    index.add(np.arange(3), rows[:3])
+    stored = np.stack(index._index.get(np.arange(3), dtype=np.int8))
+    assert np.array_equal(stored, codes[:3])
+
+
+@pytest.mark.parametrize("dtype", VECTOR_DTYPES)
+def test_large_files_are_viewed_and_become_a_copy_on_the_first_change(tmp_path: Path, dtype):
+    index, keys, vectors = filled(dtype, n=300)
+    path = tmp_path / "v.usearch"
+    digest = index.save(path)
+    viewed = VectorIndex.load(path, ndim=NDIM, dtype=dtype, checksum=digest, view=True)
+    assert viewed.is_view and len(viewed) == 300
+    assert viewed.search(vectors[7], 1)[0][0] == keys[7]
+    # A newer file renamed over the path does not disturb the view (it maps the old inode).
+    other, _, _ = filled(dtype, n=20, seed=9)
+    other.save(path)
+    assert viewed.search(vectors[8], 1)[0][0] == keys[8]
+    viewed.add(np.array([5], dtype=np.uint64), vectors[:1])
+    assert not viewed.is_view and len(viewed) == 301, "the copy is of the verified (old) file, plus the add"
+    viewed.remove(keys[:10])
+    assert len(viewed) == 291 and keys[0] not in viewed
+    again = VectorIndex.load(path, ndim=NDIM, dtype=dtype, checksum=checksum_file(path), view=True)
+    again.remove(keys[-1:])  # a remove (even of an absent key) also turns a view into a copy
+    assert not again.is_view and len(again) == 20
+
+
+def test_view_threshold_and_corruption_still_caught(tmp_path: Path, monkeypatch):
+    import engine.vectors as vectors_module
+
+    path, digest, data = _saved(tmp_path)
+    assert not VectorIndex.load(path, ndim=NDIM, dtype="i8", checksum=digest).is_view
+    monkeypatch.setattr(vectors_module, "VIEW_MIN_BYTES", 1)
+    assert VectorIndex.load(path, ndim=NDIM, dtype="i8", checksum=digest).is_view
+    for kind in ("truncated", "flipped"):
+        path.write_bytes(_corrupt(kind, data))
+        with pytest.raises(IndexFileError):
+            VectorIndex.load(path, ndim=NDIM, dtype="i8", checksum=digest)
