@@ -311,7 +311,7 @@ class SentenceTransformerEmbedder:
         model = self.model
         if self._openvino is not None:  # a compiled model of its own: no wait for a document batch
             return self._openvino.encode_query(text)
-        with self._use_lock, _torch_threads(QUERY_THREADS if self.device == "cpu" else 0), self._precision_context():
+        with self._use_lock, torch_threads(QUERY_THREADS if self.device == "cpu" else 0), self._precision_context():
             vector = model.encode_query(text, normalize_embeddings=True, convert_to_numpy=True,
                                         show_progress_bar=False)
         return np.asarray(vector, dtype=np.float32)
@@ -334,9 +334,9 @@ def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[list[in
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int):
-    """torch's intra-op thread count set to n (0: unchanged) for the duration. Callers hold the
-    embedder's lock, so no document batch runs meanwhile."""
+def torch_threads(n: int):
+    """torch's intra-op thread count set to n (0: unchanged) for the duration. Callers hold their
+    model's lock, so no other batch of theirs runs meanwhile."""
     if n <= 0:
         yield
         return

@@ -10,14 +10,19 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from engine.embed import cpu_supports_bf16, pick_device, weights_fingerprint
+from engine.embed import (
+    cpu_supports_bf16,
+    pick_device,
+    torch_threads,
+    weights_fingerprint,
+)
 from engine.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -150,7 +155,7 @@ class CrossEncoderReranker:
         """RERANK_CPU_THREADS intra-op threads for the duration, on the CPU; nothing on a GPU."""
         if pick_device(self._device_pref) != "cpu":
             return contextlib.nullcontext()
-        return _intra_op_threads(RERANK_CPU_THREADS)
+        return torch_threads(RERANK_CPU_THREADS)
 
     def _autocast(self):
         if self.precision != "bf16":
@@ -227,22 +232,6 @@ class CrossEncoderReranker:
             return RerankPlan(RERANK_PLANS[0][0], self.max_tokens)
         plans = [(d, min(t, self.max_tokens)) for d, t in RERANK_PLANS]
         return plan_for(self.speed(), self.budget_ms, plans=plans)
-
-
-@contextlib.contextmanager
-def _intra_op_threads(n: int) -> Iterator[None]:
-    """torch's intra-op thread count set to n for the duration (callers hold the reranker's lock)."""
-    import torch
-
-    before = torch.get_num_threads()
-    if before == n:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _read_speed_cache(path: Path | None) -> dict:
