@@ -313,9 +313,16 @@ def main() -> int:
     ap.add_argument("--full-at", default="100k", help="sizes at which the full two-stage search is timed ('' = none)")
     ap.add_argument("--rerank-queries", type=int, default=60)
     ap.add_argument("--budget-ms", type=int, default=700, help="rerank budget (settings: rerank_budget_ms)")
+    ap.add_argument("--keyword-budget-ms", type=float, default=None,
+                    help="BM25's time budget before a query is narrowed to its rarer words "
+                         "(engine.search.KEYWORD_BUDGET_MS; a huge value turns narrowing off, for a baseline)")
     ap.add_argument("--no-encode", action="store_true", help="skip the query-encode idle/under-load measurement")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    if args.keyword_budget_ms is not None:
+        import engine.search
+
+        engine.search.KEYWORD_BUDGET_MS = args.keyword_budget_ms
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     embedder = SentenceTransformerEmbedder()

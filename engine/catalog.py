@@ -19,6 +19,8 @@ from engine.errors import CatalogError, DiskFullError
 from engine.types import Chunk, FileStatus
 
 SCHEMA_VERSION = 2
+# A statement with a time budget looks at the clock every this many SQLite VM instructions.
+BUDGET_CHECK_OPS = 1000
 
 # Each step takes the schema from version i to i + 1; the list index is the starting version.
 _MIGRATIONS: list[str] = [
@@ -474,15 +476,35 @@ class Catalog:
 
     # -- search --------------------------------------------------------------------------------
 
-    def keyword_search(self, match: str, *, limit: int, where: ChunkFilter = ChunkFilter()) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score, higher is better) for an FTS5 MATCH expression, best first."""
+    def keyword_search(self, match: str, *, limit: int, where: ChunkFilter = ChunkFilter(),
+                       budget_s: float | None = None) -> list[tuple[int, float]] | None:
+        """(chunk id, BM25 score, higher is better) for an FTS5 MATCH expression, best first.
+
+        budget_s: give up after this long and return None (SQLite interrupts the statement)."""
         clause, params = where.sql()
-        rows = self.conn.execute(
-            f"""SELECT c.id, -bm25(chunks_fts) AS score FROM chunks_fts
-                JOIN chunks c ON c.id = chunks_fts.rowid JOIN files f ON f.id = c.file_id
-                WHERE chunks_fts MATCH ? AND {clause} ORDER BY bm25(chunks_fts) LIMIT ?""",
-            (match, *params, limit))
+        conn = self.conn
+        if budget_s is not None:
+            deadline = time.monotonic() + budget_s
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, BUDGET_CHECK_OPS)
+        try:
+            rows = conn.execute(
+                f"""SELECT c.id, -bm25(chunks_fts) AS score FROM chunks_fts
+                    JOIN chunks c ON c.id = chunks_fts.rowid JOIN files f ON f.id = c.file_id
+                    WHERE chunks_fts MATCH ? AND {clause} ORDER BY bm25(chunks_fts) LIMIT ?""",
+                (match, *params, limit)).fetchall()
+        except sqlite3.OperationalError as exc:
+            if budget_s is not None and "interrupted" in str(exc):
+                return None
+            raise
+        finally:
+            if budget_s is not None:
+                conn.set_progress_handler(None, 0)
         return [(r[0], r[1]) for r in rows]
+
+    def count_matches(self, match: str, *, cap: int) -> int:
+        """How many chunks match an FTS5 expression, counting no further than `cap`."""
+        return self.conn.execute("SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+                                 (match, cap)).fetchone()[0]
 
     def chunk_ids_of_file(self, file_id: int) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE file_id = ? ORDER BY ordinal", (file_id,))]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -18,6 +19,8 @@ from engine.errors import SiftError
 from engine.rerank import Reranker
 from engine.types import Hit, Passage, Span, Why
 from engine.vectors import VectorIndex
+
+log = logging.getLogger(__name__)
 
 MODES = ("auto", "bm25", "dense", "hybrid", "rerank")
 
@@ -32,6 +35,10 @@ KEYWORD_DEPTH = 200
 # net. Measured with bench/query_latency.py (recall@10 against exact search); fetching vectors
 # from the catalog is most of the rescoring's cost, so the net is no wider than needed.
 RESCORE_OVERSAMPLE = 3
+# BM25 gets this long before a query is narrowed to its rarer words (see _keyword_search), and
+# words found in at least COMMON_MATCHES chunks count as common there.
+KEYWORD_BUDGET_MS = 150
+COMMON_MATCHES = 20_000
 OVERSAMPLE_BY_DTYPE = {"i8": 1, "b1": 10}
 # With a filter this selective (chunks allowed), dense search scans the allowed vectors exactly
 # instead of filtering ANN results, so a filter never empties stage 1.
@@ -55,9 +62,7 @@ RERANK_CACHE_SIZE = 20_000
 PASSAGES_PER_HIT = 3
 SNIPPET_CHARS = 240
 
-_STOPWORDS = frozenset("""a an and are as at be but by can do does for from has have how i if in into is it its
-of on or so than that the their there these this to was what when where which who why will with would you your
-""".split())
+_STOPWORDS = frozenset(["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "of", "on", "or", "so", "than", "that", "the", "their", "there", "these", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your"])
 _FILTER = re.compile(r'(?<!\S)(type|in|after|before):("[^"]*"|\S+)', re.IGNORECASE)
 _PHRASE = re.compile(r'(?<!\S)(-?)"([^"]+)"')
 _EXCLUDE = re.compile(r"(?<!\S)-(\w[\w'-]*)")
@@ -80,9 +85,15 @@ class Query:
     excluded: tuple[str, ...] = ()
     where: ChunkFilter = field(default_factory=ChunkFilter)
 
-    def fts(self) -> str | None:
-        """The FTS5 MATCH expression: any term or phrase (BM25 ranks), none of the excluded."""
-        words = [t for t in self.terms if t not in _STOPWORDS] or list(self.terms)
+    def keywords(self) -> list[str]:
+        """The words BM25 matches: the terms less stop words (all of them if nothing else is left)."""
+        return [t for t in self.terms if t not in _STOPWORDS] or list(self.terms)
+
+    def fts(self, words: Sequence[str] | None = None) -> str | None:
+        """The FTS5 MATCH expression: any term or phrase (BM25 ranks), none of the excluded.
+
+        words: match only these of the query's keywords (default: all of them)."""
+        words = self.keywords() if words is None else words
         parts = [_quote(w) for w in words] + [_quote(p) for p in self.phrases]
         if not parts:
             return None
@@ -98,7 +109,7 @@ def _quote(text: str) -> str:
 
 def _date_ns(value: str) -> int:
     try:
-        return int(datetime.fromisoformat(value).replace(tzinfo=timezone.utc).timestamp() * 1e9)
+        return int(datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp() * 1e9)
     except ValueError:
         raise SiftError(f"{value!r} is not a date; write dates as YYYY-MM-DD, e.g. after:2024-01-01.") from None
 
@@ -298,11 +309,9 @@ class Searcher:
             timings["dense"] = (time.perf_counter() - t) * 1000
         if ran in ("bm25", "hybrid", "rerank"):
             t = time.perf_counter()
-            expr = query.fts()
-            if expr is not None:
-                for rank, (cid, _) in enumerate(self.catalog.keyword_search(expr, limit=KEYWORD_DEPTH,
-                                                                              where=query.where), 1):
-                    cands.setdefault(cid, _Candidate(cid)).keyword_rank = rank
+            found = self._keyword_search(query)
+            for rank, (cid, _) in enumerate(found, 1):
+                cands.setdefault(cid, _Candidate(cid)).keyword_rank = rank
             timings["bm25"] = (time.perf_counter() - t) * 1000
         if query.excluded:  # the dense side knows nothing of `-word`: drop chunks containing one
             banned = self.catalog.keyword_search(" OR ".join(_quote(x) for x in query.excluded),
@@ -346,6 +355,29 @@ class Searcher:
         hits = self._group(ranked, rows, query, limit, score)
         timings["group"] = (time.perf_counter() - t) * 1000
         return SearchResult(hits, ran, timings, note, rerank_depth=depth if ranked else 0, rerank_tokens=tokens)
+
+    def _keyword_search(self, query: Query) -> list[tuple[int, float]]:
+        """BM25 over FTS5 within KEYWORD_BUDGET_MS; past it, over the query's rarer words only.
+
+        FTS5 scores every chunk matching any OR'ed word before it can sort, so on a very large
+        index a common word (in hundreds of thousands of chunks) makes one query take a second.
+        Such words weigh little in BM25 (low IDF), and the dense side still matches on them, so
+        when the whole query runs out of time it runs again with the words found in fewer than
+        COMMON_MATCHES chunks (counting stops there, so asking is cheap). On the collections of
+        ../shared/data/ir every query finishes in time: quality there is unchanged."""
+        expr = query.fts()
+        if expr is None:
+            return []
+        budget = KEYWORD_BUDGET_MS / 1000
+        found = self.catalog.keyword_search(expr, limit=KEYWORD_DEPTH, where=query.where, budget_s=budget)
+        if found is not None:
+            return found
+        rare = [w for w in query.keywords() if self.catalog.count_matches(_quote(w), cap=COMMON_MATCHES) < COMMON_MATCHES]
+        narrow = query.fts(rare) if rare or query.phrases else None
+        log.info("keyword search over its time budget; again with the rarer words %s", rare)
+        if narrow is None:
+            return []
+        return self.catalog.keyword_search(narrow, limit=KEYWORD_DEPTH, where=query.where, budget_s=budget) or []
 
     def similar(self, chunk_ids: Sequence[int], *, limit: int, exclude_file: int | None) -> list[Hit]:
         """Documents near the mean of these chunks' vectors (find-similar)."""

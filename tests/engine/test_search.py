@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-import engine.search as search
+from engine import catalog, search
 from engine.catalog import ChunkFilter, ChunkRow
 from engine.errors import SiftError
 from engine.search import _Candidate, _fuse, make_snippet, parse_query
@@ -308,3 +308,31 @@ def test_search_uses_the_rerankers_plan_and_caches_per_truncation(engine, monkey
     hybrid = engine.search_detailed("migrating birds magnetic espresso", mode="hybrid")
     assert (hybrid.rerank_depth, hybrid.rerank_tokens) == (0, 0)
 
+
+
+def test_keyword_search_over_its_budget_runs_again_on_the_rarer_words(make_engine, docs, monkeypatch):
+    for i in range(12):
+        write(docs / f"report-{i}.txt", f"Quarterly report number {i} on the warehouse inventory.")
+    write(docs / "boiler.txt", "The quarterly report on the boiler: descaling was overdue.")
+    e = make_engine()
+    e.add_folder(docs)
+    e.index()
+    seen = []
+    real = e.catalog.keyword_search
+    monkeypatch.setattr(e.catalog, "keyword_search", lambda expr, **kw: seen.append(expr) or real(expr, **kw))
+    assert e.search_detailed("quarterly boiler", mode="bm25").hits[0].path.endswith("boiler.txt")
+    assert seen == ['"quarterly" OR "boiler"'], "in time: the whole query, once"
+
+    seen.clear()
+    monkeypatch.setattr(catalog, "BUDGET_CHECK_OPS", 1)
+    monkeypatch.setattr(search, "KEYWORD_BUDGET_MS", 0)   # every statement runs out of time at once
+    monkeypatch.setattr(search, "COMMON_MATCHES", 5)      # 'quarterly' is in 13 chunks: common
+    assert e.catalog.keyword_search('"quarterly"', limit=5, budget_s=0) is None
+    seen.clear()
+    hits = e.search_detailed("quarterly boiler", mode="bm25").hits
+    assert seen == ['"quarterly" OR "boiler"', '"boiler"'], "then the rarer words alone"
+    assert hits == [], "which ran out of time too: no keyword results rather than a slow search"
+    monkeypatch.setattr(e.catalog, "count_matches", lambda match, cap: cap)  # every word common
+    seen.clear()
+    assert e.search_detailed("quarterly report", mode="bm25").hits == []
+    assert seen == ['"quarterly" OR "report"'], "nothing rare to fall back on: no second query"
