@@ -87,14 +87,15 @@ class _NetworkWatch:
             return
         if event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
             address = args[1] if len(args) > 1 else None
-            if isinstance(address, tuple) and address and not _is_local(address[0]):
+            if isinstance(address, tuple) and address and not is_local(address[0]):
                 cls.attempts.append(f"{event} to {address[0]}")
         elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex") and args \
-                and not _is_local(args[0]):
+                and not is_local(args[0]):
             cls.attempts.append(f"{event} for {args[0]}")
 
 
-def _is_local(host) -> bool:
+def is_local(host) -> bool:
+    """True for a host name or address on this machine (loopback): what Sift may talk to."""
     import ipaddress
 
     if host is None or host in ("", "localhost", b"localhost"):

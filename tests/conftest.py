@@ -14,6 +14,7 @@ if str(ROOT) not in sys.path:  # spawned parse workers and helper scripts import
 
 from engine.embed import FakeEmbedder  # noqa: E402
 from engine.engine import Engine  # noqa: E402
+from engine.selftest import is_local  # noqa: E402
 
 
 @pytest.hookimpl(trylast=True)
@@ -49,17 +50,6 @@ class _Network:
     violations: list[str] = []
 
 
-def _is_local(host) -> bool:
-    import ipaddress
-
-    if host is None or host in ("", "localhost", b"localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.decode() if isinstance(host, bytes) else host).is_loopback
-    except ValueError:
-        return False
-
-
 def _audit(event: str, args: tuple) -> None:
     if not event.startswith("socket.") or not _Network.active:
         return
@@ -67,9 +57,9 @@ def _audit(event: str, args: tuple) -> None:
         _Network.recording.append((event, args[1:] if event == "socket.__new__" else args[-1:]))
     if event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
         address = args[1]
-        local = not isinstance(address, tuple) or _is_local(address[0])  # str/bytes: a Unix socket
+        local = not isinstance(address, tuple) or is_local(address[0])  # str/bytes: a Unix socket
     elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex"):
-        local = _is_local(args[0])
+        local = is_local(args[0])
     else:
         return
     if not local:
