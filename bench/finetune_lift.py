@@ -98,7 +98,8 @@ class _ProgressLog:
             log(f"  [{p.stage}] {p.message}{eta}")
 
 
-def run(folder: str, *, keep: str | None, epochs: int, train_reranker: bool, limit_queries: int | None) -> dict:
+def run(folder: str, *, keep: str | None, epochs: int, train_reranker: bool, limit_queries: int | None,
+        hard_negatives: int = TrainOptions.hard_negatives) -> dict:
     started = time.perf_counter()
     collection = load_beir(folder, limit_queries=limit_queries)
     log(f"{collection.name}: {len(collection.corpus):,} documents, {len(collection.queries):,} judged queries.")
@@ -122,7 +123,8 @@ def run(folder: str, *, keep: str | None, epochs: int, train_reranker: bool, lim
         t = time.perf_counter()
         clicks = record_clicks(engine, collection, paths_by_doc)
         log(f"Recorded {clicks:,} opened results in {time.perf_counter() - t:.1f} s.")
-        options = TrainOptions(epochs=epochs, seed=SEED, heldout_fraction=1 / 3, train_reranker=train_reranker)
+        options = TrainOptions(epochs=epochs, seed=SEED, heldout_fraction=1 / 3, train_reranker=train_reranker,
+                               hard_negatives=hard_negatives)
         summary = engine.finetune_summary(options)
         log(summary.message)
         t = time.perf_counter()
@@ -173,11 +175,13 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--keep", metavar="DIR", help="keep the written corpus and index in DIR for a re-run")
     parser.add_argument("--epochs", type=int, default=TrainOptions.epochs)
+    parser.add_argument("--hard-negatives", type=int, default=TrainOptions.hard_negatives,
+                        help="hard negatives per pair for the search model (0: in-batch negatives only)")
     parser.add_argument("--no-reranker", action="store_true", help="train the bi-encoder only")
     parser.add_argument("--limit-queries", type=int, metavar="N", help="only the first N judged queries")
     args = parser.parse_args()
     result = run(args.dir, keep=args.keep, epochs=args.epochs, train_reranker=not args.no_reranker,
-                 limit_queries=args.limit_queries)
+                 limit_queries=args.limit_queries, hard_negatives=args.hard_negatives)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
 
