@@ -588,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, metavar="N", help="passes over the training pairs (default 1)")
     p.add_argument("--lr", type=float, metavar="RATE", help="learning rate (default 2e-5)")
     p.add_argument("--batch-size", type=int, metavar="N", help="default: 32 on a CPU, 128 on a GPU")
-    p.add_argument("--hard-negatives", type=int, metavar="N", help="negatives per pair for the search model (default 1)")
+    p.add_argument("--hard-negatives", type=int, metavar="N", help="hard negatives per pair for the search model (default 0: in-batch negatives only)")
     p.add_argument("--no-reranker", action="store_true", help="train the search model only")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_finetune)

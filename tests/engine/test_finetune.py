@@ -344,7 +344,7 @@ def test_better_models_pass_and_nothing_is_switched(engine, small_minimums):
     before_model, before_reranker = engine.config.model, engine.config.reranker
     trainer = FakeTrainer()
     progress: list[FinetuneProgress] = []
-    result = engine.finetune(TrainOptions(), on_progress=progress.append, trainer=trainer)
+    result = engine.finetune(TrainOptions(hard_negatives=1), on_progress=progress.append, trainer=trainer)
 
     assert result.improved and result.embedder and result.reranker
     assert result.after.pipeline["ndcg@10"] > result.before.pipeline["ndcg@10"] + 0.3
