@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -23,14 +24,18 @@ from engine.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-# OpenVINO, when installed, must load before usearch (engine.vectors): loaded after it, OpenVINO
-# cannot read a model ("Exception from src/inference/src/cpp/core.cpp", usearch 2.26, openvino
-# 2026.4). This module is imported before engine.vectors, so the import happens here.
-if importlib.util.find_spec("openvino") is not None:
+@functools.cache
+def preload_openvino() -> None:
+    """Import OpenVINO, when installed, before usearch is: loaded after it, OpenVINO cannot read a
+    model ("Exception from src/inference/src/cpp/core.cpp", usearch 2.26, openvino 2026.4).
+    engine.vectors calls this right before its own first import of usearch."""
+    if importlib.util.find_spec("openvino") is None:
+        return
     try:
         import openvino  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - a broken install: the backend then reports itself missing
         log.info("openvino is installed but does not import: %s", exc)
+
 
 # Tokens a model adds around every input ([CLS] … [SEP]); chunks leave room for them.
 SPECIAL_TOKENS = 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import mmap
 import os
@@ -11,7 +12,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from usearch.index import Index, MetricKind, ScalarKind
 
 from engine.errors import SiftError
 
@@ -48,7 +48,23 @@ EXPANSION_SEARCH = 128
 # pages it never touches stay on disk. The first add or remove copies it into memory.
 VIEW_MIN_BYTES = 64 * 1024 * 1024
 
-_SCALAR = {"i8": ScalarKind.I8, "f16": ScalarKind.F16, "f32": ScalarKind.F32, "b1": ScalarKind.B1}
+_SCALAR_NAMES = {"i8": "I8", "f16": "F16", "f32": "F32", "b1": "B1"}
+
+
+@functools.cache
+def _usearch():
+    """usearch.index, imported on first use: opening the window or the CLI loads no native index
+    code. OpenVINO, when installed, must load first (see engine.embed.preload_openvino)."""
+    from engine.embed import preload_openvino
+
+    preload_openvino()
+    import usearch.index
+
+    return usearch.index
+
+
+def _scalar(dtype: str):
+    return getattr(_usearch().ScalarKind, _SCALAR_NAMES[dtype])
 
 
 class IndexFileError(SiftError):
@@ -64,9 +80,10 @@ def checksum_file(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _metric_for(dtype: str) -> MetricKind:
+def _metric_for(dtype: str):
     # usearch has no cosine over bits; Hamming over sign bits approximates the angle.
-    return MetricKind.Hamming if dtype == "b1" else MetricKind.Cos
+    kind = _usearch().MetricKind
+    return kind.Hamming if dtype == "b1" else kind.Cos
 
 
 def _check_settings(ndim: int, dtype: str) -> None:
@@ -76,8 +93,8 @@ def _check_settings(ndim: int, dtype: str) -> None:
         raise ValueError(f"ndim must be a positive integer, not {ndim!r}")
 
 
-def _new_index(ndim: int, dtype: str) -> Index:
-    return Index(
+def _new_index(ndim: int, dtype: str):
+    return _usearch().Index(
         ndim=ndim,
         metric=_metric_for(dtype),
         dtype=dtype,
@@ -361,7 +378,7 @@ class VectorIndex:
                             "corrupt); rebuild it from the catalog"
                         )
                 try:
-                    meta = Index.metadata(data)
+                    meta = _usearch().Index.metadata(data)
                 except Exception as exc:  # usearch raises ValueError/RuntimeError on bad headers
                     raise IndexFileError(
                         f"vector index {path} is not a usearch index: {exc}; rebuild it"
@@ -405,11 +422,11 @@ def _check_metadata(path: Path, meta: dict | None, *, ndim: int, dtype: str) -> 
     if not meta:
         raise IndexFileError(f"vector index {path} has no readable header; rebuild it")
     found = (meta.get("dimensions"), meta.get("kind_scalar"), meta.get("kind_metric"))
-    wanted = (ndim, _SCALAR[dtype], _metric_for(dtype))
+    wanted = (ndim, _scalar(dtype), _metric_for(dtype))
     if found != wanted:
         raise IndexFileError(
             f"vector index {path} was built for ndim={found[0]}, dtype={found[1]}, "
             f"metric={found[2]}, but {ndim}-d {dtype} is configured; rebuild it from the catalog"
         )
-    if meta.get("kind_key") != ScalarKind.U64 or not meta.get("matrix_included", False):
+    if meta.get("kind_key") != _usearch().ScalarKind.U64 or not meta.get("matrix_included", False):
         raise IndexFileError(f"vector index {path} has an unexpected layout; rebuild it")
