@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import hashlib
 import importlib.util
 import json
@@ -13,7 +14,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -235,17 +236,19 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
-            import transformers
-            from sentence_transformers import SentenceTransformer
+            with _no_collector_pauses():
+                import transformers
+                from sentence_transformers import SentenceTransformer
 
-            transformers.logging.set_verbosity_error()
-            transformers.logging.disable_progress_bar()
-            device, backend, precision = self._resolve()
-            import torch
+                transformers.logging.set_verbosity_error()
+                transformers.logging.disable_progress_bar()
+                device, backend, precision = self._resolve()
+                import torch
 
-            # Load fp32 whatever dtype the folder was saved in: fp16 matmuls are slow on CPUs.
-            model = SentenceTransformer(str(self.folder), device=device, local_files_only=True, trust_remote_code=False,
-                                        model_kwargs={"use_safetensors": True, "dtype": torch.float32})
+                # Load fp32 whatever dtype the folder was saved in: fp16 matmuls are slow on CPUs.
+                model = SentenceTransformer(str(self.folder), device=device, local_files_only=True,
+                                            trust_remote_code=False,
+                                            model_kwargs={"use_safetensors": True, "dtype": torch.float32})
         except ModelError:
             raise
         except Exception as exc:
@@ -325,6 +328,25 @@ class SentenceTransformerEmbedder:
         """Load the model and run it once, so the first search is not the one that pays."""
         self.embed_query("warm-up")
         self.embed_documents(["warm-up"])
+
+
+@contextlib.contextmanager
+def _no_collector_pauses() -> Iterator[None]:
+    """Python's cyclic garbage collector off while the ML stack imports and the model loads, then
+    told to leave everything loaded so far alone (gc.freeze).
+
+    Importing torch, transformers and sentence-transformers makes millions of objects, and a full
+    collection among them runs for a few hundred ms in C with the GIL held: the desktop's GUI
+    thread froze that long while the model warmed up on a worker thread. Frozen objects are
+    never scanned again, so later full collections stay short as well."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 CPU_BATCH = 16   # chunks per forward pass on a CPU: throughput is flat past ~8, and a query waits for one

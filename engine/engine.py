@@ -71,6 +71,7 @@ class Engine:
 
     def close(self) -> None:
         self.stop_service()
+        self._searcher.close()
         self.catalog.close()
 
     # -- settings and folders ------------------------------------------------------------------

@@ -8,6 +8,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,10 +36,13 @@ KEYWORD_DEPTH = 200
 # net. Measured with bench/query_latency.py (recall@10 against exact search); fetching vectors
 # from the catalog is most of the rescoring's cost, so the net is no wider than needed.
 RESCORE_OVERSAMPLE = 3
-# BM25 gets this long before a query is narrowed to its rarer words (see _keyword_search), and
-# words found in at least COMMON_MATCHES chunks count as common there.
-KEYWORD_BUDGET_MS = 150
-COMMON_MATCHES = 20_000
+# FTS5 scores every chunk matching any OR'ed word before it can sort: about 1 µs a chunk here,
+# while finding and counting matches costs about 20 ns a chunk. So BM25 is planned from its
+# words' chunk counts: it scores at most about KEYWORD_MAX_SCORED chunks (≈ 20 ms on this 2-core
+# box), keeping a query's rarest words when all of them would be more (see _keyword_search), and
+# gives up after KEYWORD_BUDGET_MS whatever the plan (the dense side still answers).
+KEYWORD_MAX_SCORED = 20_000
+KEYWORD_BUDGET_MS = 100
 OVERSAMPLE_BY_DTYPE = {"i8": 1, "b1": 10}
 # With a filter this selective (chunks allowed), dense search scans the allowed vectors exactly
 # instead of filtering ANN results, so a filter never empties stage 1.
@@ -89,12 +93,16 @@ class Query:
         """The words BM25 matches: the terms less stop words (all of them if nothing else is left)."""
         return [t for t in self.terms if t not in _STOPWORDS] or list(self.terms)
 
-    def fts(self, words: Sequence[str] | None = None) -> str | None:
+    def fts(self, words: Sequence[str] | None = None, *, every: bool = False) -> str | None:
         """The FTS5 MATCH expression: any term or phrase (BM25 ranks), none of the excluded.
 
-        words: match only these of the query's keywords (default: all of them)."""
+        words: match only these of the query's keywords (default: all of them).
+        every: chunks must hold all of those words (phrases still count on their own)."""
         words = self.keywords() if words is None else words
-        parts = [_quote(w) for w in words] + [_quote(p) for p in self.phrases]
+        parts = [_quote(w) for w in words]
+        if every and len(parts) > 1:
+            parts = ["(" + " AND ".join(parts) + ")"]
+        parts += [_quote(p) for p in self.phrases]
         if not parts:
             return None
         expr = " OR ".join(parts)
@@ -229,6 +237,24 @@ class _Candidate:
     rerank: float | None = None
 
 
+class _Similarity:
+    """Shown relevance: a passage's cosine similarity to the query, which says how close a match
+    is (ranks only say what came first; ordering stays by fusion). Dense candidates have theirs
+    from stage 1; keyword-only ones are looked up when they are about to be shown (prefetch)."""
+
+    def __init__(self, q: np.ndarray, known: dict[int, float], catalog: Catalog, model_id: str) -> None:
+        self.q, self.known, self.catalog, self.model_id = q, known, catalog, model_id
+
+    def prefetch(self, cands: Sequence[_Candidate]) -> None:
+        missing = [c.chunk_id for c in cands if c.chunk_id not in self.known]
+        if missing:
+            found, vecs = self.catalog.chunk_vectors(self.model_id, missing)
+            self.known.update(zip(found.tolist(), (vecs @ self.q).tolist()))
+
+    def __call__(self, c: _Candidate) -> float:
+        return max(0.0, min(1.0, self.known.get(c.chunk_id, 0.0)))
+
+
 def _fuse(cands: list[_Candidate], rows: dict[int, ChunkRow]) -> None:
     """Reciprocal-rank fusion at the document level, passed down to chunks.
 
@@ -274,6 +300,25 @@ class Searcher:
         self._roots = roots
         self._precise_index = precise_index
         self._rerank_cache: OrderedDict[tuple[str, int, str, int], float] = OrderedDict()
+        # BM25 runs here, beside the query embedding and ANN on the calling thread (SQLite and
+        # torch both release the GIL), with its own catalog connection.
+        self._keyword_thread: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        if self._keyword_thread is not None:
+            self._keyword_thread.submit(self.catalog.close)  # that thread's connection
+            self._keyword_thread.shutdown(wait=True)
+            self._keyword_thread = None
+
+    def _keywords_beside(self, query: Query) -> Future:
+        if self._keyword_thread is None:
+            self._keyword_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sift-keywords")
+        return self._keyword_thread.submit(self._timed_keyword_search, query)
+
+    def _timed_keyword_search(self, query: Query) -> tuple[list[tuple[int, float]], float]:
+        t = time.perf_counter()
+        found = self._keyword_search(query)
+        return found, (time.perf_counter() - t) * 1000
 
     def search(self, raw: str, *, limit: int = 10, mode: str = "auto") -> SearchResult:
         if mode not in MODES:
@@ -299,6 +344,7 @@ class Searcher:
         cands: dict[int, _Candidate] = {}
         q = None
         similarity: dict[int, float] = {}
+        keywords = self._keywords_beside(query) if ran in ("hybrid", "rerank") else None
         if ran in ("dense", "hybrid", "rerank"):
             t = time.perf_counter()
             q = self._embedder().embed_query(query.text or " ".join(query.phrases))
@@ -308,11 +354,9 @@ class Searcher:
                 cands.setdefault(cid, _Candidate(cid)).dense_rank = rank
             timings["dense"] = (time.perf_counter() - t) * 1000
         if ran in ("bm25", "hybrid", "rerank"):
-            t = time.perf_counter()
-            found = self._keyword_search(query)
+            found, timings["bm25"] = keywords.result() if keywords else self._timed_keyword_search(query)
             for rank, (cid, _) in enumerate(found, 1):
                 cands.setdefault(cid, _Candidate(cid)).keyword_rank = rank
-            timings["bm25"] = (time.perf_counter() - t) * 1000
         if query.excluded:  # the dense side knows nothing of `-word`: drop chunks containing one
             banned = self.catalog.keyword_search(" OR ".join(_quote(x) for x in query.excluded),
                                                  limit=len(cands) + 1_000_000, where=query.where)
@@ -327,14 +371,7 @@ class Searcher:
             KEYWORD_WEIGHT if ran != "dense" else 0) / (RRF_K + 1)
         score: Callable[[_Candidate], float] = lambda c: min(1.0, c.fused / best_possible)
         if q is not None and ranked:
-            # Shown relevance: the passage's cosine similarity to the query, which says how close
-            # a match is (ranks only say what came first). Ordering stays by fusion.
-            # Dense candidates have theirs from stage 1; only keyword-only ones are looked up.
-            missing = [c.chunk_id for c in ranked if c.chunk_id not in similarity]
-            if missing:
-                found, vecs = self.catalog.chunk_vectors(self._embedder().model_id, missing)
-                similarity.update(zip(found.tolist(), (vecs @ q).tolist()))
-            score = lambda c: max(0.0, min(1.0, similarity.get(c.chunk_id, 0.0)))
+            score = _Similarity(q, similarity, self.catalog, self._embedder().model_id)
         depth = tokens = 0
         if reranker is not None and ranked:
             t = time.perf_counter()
@@ -357,27 +394,32 @@ class Searcher:
         return SearchResult(hits, ran, timings, note, rerank_depth=depth if ranked else 0, rerank_tokens=tokens)
 
     def _keyword_search(self, query: Query) -> list[tuple[int, float]]:
-        """BM25 over FTS5 within KEYWORD_BUDGET_MS; past it, over the query's rarer words only.
+        """BM25 over FTS5, planned so that it scores at most about KEYWORD_MAX_SCORED chunks.
 
-        FTS5 scores every chunk matching any OR'ed word before it can sort, so on a very large
-        index a common word (in hundreds of thousands of chunks) makes one query take a second.
-        Such words weigh little in BM25 (low IDF), and the dense side still matches on them, so
-        when the whole query runs out of time it runs again with the words found in fewer than
-        COMMON_MATCHES chunks (counting stops there, so asking is cheap). On the collections of
-        ../shared/data/ir every query finishes in time: quality there is unchanged."""
+        Each word's chunks are counted first (cheap, and no further than the limit). When they add
+        up to more, BM25 runs over the rarest words that fit: common words weigh little in BM25
+        (low IDF) and the dense side still matches on them. When even the rarest word is over,
+        it runs over the chunks holding every word. On the collections of ../shared/data/ir no
+        query comes near the limit, so their results are unchanged."""
         expr = query.fts()
         if expr is None:
             return []
-        budget = KEYWORD_BUDGET_MS / 1000
-        found = self.catalog.keyword_search(expr, limit=KEYWORD_DEPTH, where=query.where, budget_s=budget)
-        if found is not None:
-            return found
-        rare = [w for w in query.keywords() if self.catalog.count_matches(_quote(w), cap=COMMON_MATCHES) < COMMON_MATCHES]
-        narrow = query.fts(rare) if rare or query.phrases else None
-        log.info("keyword search over its time budget; again with the rarer words %s", rare)
-        if narrow is None:
-            return []
-        return self.catalog.keyword_search(narrow, limit=KEYWORD_DEPTH, where=query.where, budget_s=budget) or []
+        words = query.keywords()
+        counts = {w: self.catalog.count_matches(_quote(w), cap=KEYWORD_MAX_SCORED + 1) for w in words}
+        if sum(counts.values()) > KEYWORD_MAX_SCORED:
+            kept, total = [], 0
+            for w in sorted(words, key=counts.__getitem__):
+                if total + counts[w] > KEYWORD_MAX_SCORED:
+                    break
+                kept.append(w)
+                total += counts[w]
+            expr = query.fts(kept) if kept else query.fts(words, every=True)
+            log.debug("keyword search narrowed to %s (chunks per word: %s)", expr, counts)
+        found = self.catalog.keyword_search(expr, limit=KEYWORD_DEPTH, where=query.where,
+                                            budget_s=KEYWORD_BUDGET_MS / 1000)
+        if found is None:
+            log.info("keyword search over its %d ms budget: dense results only", KEYWORD_BUDGET_MS)
+        return found or []
 
     def similar(self, chunk_ids: Sequence[int], *, limit: int, exclude_file: int | None) -> list[Hit]:
         """Documents near the mean of these chunks' vectors (find-similar)."""
@@ -448,7 +490,10 @@ class Searcher:
 
     def _group(self, ranked: list[_Candidate], rows: dict[int, ChunkRow], query: Query, limit: int,
                score: Callable[[_Candidate], float]) -> list[Hit]:
-        """One hit per document (best chunk first), further chunks as passages, same content collapsed."""
+        """One hit per document (best chunk first), further chunks as passages, same content collapsed.
+
+        score gives each shown chunk its relevance; one with a `prefetch(candidates)` method is
+        told first which candidates will be shown (see _Similarity)."""
         docs: dict[object, tuple[_Candidate, list[_Candidate]]] = {}
         for c in ranked:
             row = rows[c.chunk_id]
@@ -459,6 +504,9 @@ class Searcher:
                     more.append(c)
             elif len(docs) < limit:
                 docs[key] = (c, [])
+        prefetch = getattr(score, "prefetch", None)
+        if prefetch is not None:
+            prefetch([c for best, more in docs.values() for c in (best, *more)])
         hits = []
         for key, (best, more) in docs.items():
             row = rows[best.chunk_id]

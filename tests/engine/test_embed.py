@@ -6,6 +6,7 @@ downloads anything or times anything.
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import ClassVar
 
@@ -168,3 +169,19 @@ def test_embed_documents_returns_rows_in_input_order(monkeypatch):
     e = SentenceTransformerEmbedder(device="cpu", batch_size=2)
     texts = ["aaa", "a", "aaaaa", "aa", "aaaa"]
     assert e.embed_documents(texts)[:, 0].tolist() == [3, 1, 5, 2, 4]
+
+
+def test_loading_the_model_pauses_the_garbage_collector_and_freezes_what_loaded():
+    """A full collection over torch's millions of objects held the GIL for a few hundred ms,
+    freezing the desktop's GUI thread while the model warmed up on a worker thread."""
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        with embed._no_collector_pauses():
+            assert not gc.isenabled()
+            loaded = [[i] for i in range(1000)]  # stands in for what the imports create
+        assert gc.isenabled(), "collection is back on afterwards"
+        assert gc.get_freeze_count() >= frozen + len(loaded), "and never scans what loaded again"
+    finally:
+        gc.unfreeze()
+        gc.enable()

@@ -310,7 +310,7 @@ def test_search_uses_the_rerankers_plan_and_caches_per_truncation(engine, monkey
 
 
 
-def test_keyword_search_over_its_budget_runs_again_on_the_rarer_words(make_engine, docs, monkeypatch):
+def test_keyword_search_is_planned_from_how_many_chunks_each_word_is_in(make_engine, docs, monkeypatch):
     for i in range(12):
         write(docs / f"report-{i}.txt", f"Quarterly report number {i} on the warehouse inventory.")
     write(docs / "boiler.txt", "The quarterly report on the boiler: descaling was overdue.")
@@ -321,18 +321,44 @@ def test_keyword_search_over_its_budget_runs_again_on_the_rarer_words(make_engin
     real = e.catalog.keyword_search
     monkeypatch.setattr(e.catalog, "keyword_search", lambda expr, **kw: seen.append(expr) or real(expr, **kw))
     assert e.search_detailed("quarterly boiler", mode="bm25").hits[0].path.endswith("boiler.txt")
-    assert seen == ['"quarterly" OR "boiler"'], "in time: the whole query, once"
+    assert seen == ['"quarterly" OR "boiler"'], "few chunks to score: the whole query"
 
+    # 'quarterly' and 'report' are in 13 chunks each, 'boiler' and 'descaling' in 1.
+    monkeypatch.setattr(search, "KEYWORD_MAX_SCORED", 5)
     seen.clear()
-    monkeypatch.setattr(catalog, "BUDGET_CHECK_OPS", 1)
-    monkeypatch.setattr(search, "KEYWORD_BUDGET_MS", 0)   # every statement runs out of time at once
-    monkeypatch.setattr(search, "COMMON_MATCHES", 5)      # 'quarterly' is in 13 chunks: common
-    assert e.catalog.keyword_search('"quarterly"', limit=5, budget_s=0) is None
+    hits = e.search_detailed("quarterly boiler descaling", mode="bm25").hits
+    assert seen == ['"boiler" OR "descaling"'], "too many to score: the rarest words that fit"
+    assert [h.path.rsplit("/", 1)[-1] for h in hits] == ["boiler.txt"]
     seen.clear()
-    hits = e.search_detailed("quarterly boiler", mode="bm25").hits
-    assert seen == ['"quarterly" OR "boiler"', '"boiler"'], "then the rarer words alone"
-    assert hits == [], "which ran out of time too: no keyword results rather than a slow search"
-    monkeypatch.setattr(e.catalog, "count_matches", lambda match, cap: cap)  # every word common
-    seen.clear()
-    assert e.search_detailed("quarterly report", mode="bm25").hits == []
-    assert seen == ['"quarterly" OR "report"'], "nothing rare to fall back on: no second query"
+    hits = e.search_detailed("quarterly report", mode="bm25", limit=20).hits
+    assert seen == ['("quarterly" AND "report")'], "every word common: the chunks with all of them"
+    assert len(hits) == 13
+
+
+def test_keyword_search_gives_up_after_its_budget(make_engine, docs, monkeypatch):
+    write(docs / "boiler.txt", "The quarterly report on the boiler: descaling was overdue.")
+    e = make_engine()
+    e.add_folder(docs)
+    e.index()
+    assert len(e.catalog.keyword_search('"boiler"', limit=5, budget_s=10)) == 1
+    conn = e.catalog.conn
+
+    class TimeIsUp:
+        """threading.Timer whose time runs out while the statement runs: SQLite's progress
+        handler stands in for the clock and fires the interrupt from the statement's first steps."""
+
+        def __init__(self, seconds, fn):
+            self.fn = fn
+            self.daemon = False
+
+        def start(self):
+            conn.set_progress_handler(lambda: self.fn() or 0, 1)
+
+        def cancel(self):
+            conn.set_progress_handler(None, 0)
+
+    monkeypatch.setattr(catalog.threading, "Timer", TimeIsUp)
+    assert e.catalog.keyword_search('"boiler"', limit=5, budget_s=0.001) is None, "interrupted: None, not an error"
+    assert e.search_detailed("boiler", mode="bm25").hits == [], "over budget: no keyword results"
+    monkeypatch.undo()
+    assert len(e.catalog.keyword_search('"boiler"', limit=5, budget_s=10)) == 1, "the connection still works"
