@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sqlite3
 import sys
 from pathlib import Path
@@ -54,16 +53,11 @@ def main() -> int:
     cache.mkdir(parents=True, exist_ok=True)
     embedder = SentenceTransformerEmbedder()
     texts, _ = ql.load_ir()
-    base = ql.base_vectors(cache, embedder, texts)
-    result = {"embedder": embedder.model_id, "ndim": int(base.shape[1]), "sizes": {}}
+    pool = ql.pool_vectors(cache, embedder, texts)
+    result = {"embedder": embedder.model_id, "ndim": int(pool.shape[1]), "sizes": {}}
     print(f"{'chunks':>9} {'part':>12} {'bytes/chunk':>12}")
     for n in ql._sizes(args.sizes):
-        home = cache / f"home-{n}"
-        ntexts, vecs = ql.synthetic(n, texts, base)
-        if not (home / ".complete").exists():
-            shutil.rmtree(home, ignore_errors=True)
-            ql.build_home(home, n, ntexts, vecs, embedder.model_id)
-            (home / ".complete").touch()
+        home, vecs = ql.collection(cache, embedder, texts, pool, n)
         row: dict[str, float] = {}
         for dtype in DTYPES:
             engine = ql.open_engine(home, embedder, dtype)

@@ -5,11 +5,20 @@ Prints a table and writes JSON. Never a test; asserts nothing about speed.
 How the larger collections are made (printed with the figures too):
   * base: the Cranfield and CISI documents of ../shared/data/ir (title + text, cut to 160 words:
     one chunk each), embedded by the engine's real embedder (all-MiniLM-L6-v2 by default);
-  * chunk i of a size-N collection: text = base text (i mod B) with ~10% of its words dropped at
-    random plus a marker word, so BM25 posting lists grow with N like a real collection's;
-    vector = normalize(base vector + NOISE · ε ⊙ σ), ε standard normal, σ the base vectors'
-    per-dimension standard deviation (cosine to its base vector ≈ 0.7). The first B chunks are
-    the base chunks themselves.
+  * vectors: a pool of POOL (100k) real embeddings: the base chunks, then texts of two sentences
+    from two random base documents. Chunk i < POOL has pool vector i, so 10k and 100k are all
+    real embeddings; chunk i ≥ POOL mixes pool vector i mod POOL with a random other one in a
+    random proportion a ~ U(0.5, 1): normalize(a · v + (1 − a) · w + NOISE · ε ⊙ σ), ε standard
+    normal, σ the pool's per-dimension standard deviation (at 1M, 10 such neighbours per pool
+    vector, as overlapping chunks of one document would be).
+  * texts, made apart from the vectors (they only load BM25 and the snippets): chunk i < B is
+    base chunk i; chunk i ≥ B is base chunk i mod B with each word kept with probability 0.9,
+    then the words of a random other base chunk each with probability 0.25, then a marker word,
+    so BM25 posting lists grow with N as in one big collection on a single subject (pessimistic:
+    a real collection's vocabulary grows with it).
+  * (A first generator made noisy copies of the 2,858 base vectors alone: at 1M that is 350
+    near-equidistant copies per base vector, clusters HNSW links badly: ANN recall@10 0.53-0.61
+    where 100k gave 0.99, and 0.82 even at expansion 1,024, while an exact i8 scan gave 0.98.)
   * queries: the collections' real queries (Cranfield 225, CISI 112), embedded by the engine.
 
 Recall@10 is of the dense stage against exact (brute-force f32) search over all N vectors:
@@ -27,6 +36,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -48,7 +58,9 @@ from engine.types import Chunk
 from engine.vectors import VectorIndex
 
 IR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ir"
-NOISE = 1.0
+NOISE = 0.3
+POOL = 100_000
+GENERATOR = "pool"  # part of the cache folder's name: a changed generator builds afresh
 WORDS_PER_CHUNK = 160
 CHUNKS_PER_FILE = 4
 
@@ -84,34 +96,59 @@ def load_ir() -> tuple[list[str], list[str]]:
     return texts, queries
 
 
-def base_vectors(cache: Path, embedder, texts: list[str]) -> np.ndarray:
-    path = cache / f"base-{text_hash(embedder.model_id + str(len(texts)))[:12]}.npy"
+def query_kinds(n: int) -> list[str]:
+    """For the first n of load_ir's queries: 'typed' (Cranfield's) or 'paragraph' (CISI's)."""
+    with open(IR / "cranfield" / "queries.jsonl", encoding="utf-8") as fh:
+        typed = sum(1 for line in fh if line.strip())
+    return ["typed" if i < typed else "paragraph" for i in range(n)]
+
+
+def pool_texts(texts: list[str], size: int, seed: int = 11) -> list[str]:
+    """The base chunks, then distinct texts of two sentences from two random documents, to `size`."""
+    sentences = [x for t in texts for x in re.split(r"(?<=[.?!])\s+", t) if len(x.split()) >= 4]
+    rng = random.Random(seed)
+    out, seen = list(texts), set(texts)
+    while len(out) < size:
+        text = f"{rng.choice(sentences)} {rng.choice(sentences)}"
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out
+
+
+def pool_vectors(cache: Path, embedder, texts: list[str]) -> np.ndarray:
+    """Real embeddings of pool_texts (cached: POOL texts take minutes to embed)."""
+    pool = pool_texts(texts, POOL)
+    path = cache / f"pool-{text_hash(embedder.model_id + str(len(texts)) + str(POOL))[:12]}.npy"
     if path.exists():
         return np.load(path)
-    print(f"embedding {len(texts)} base chunks with {embedder.model_id} (cached in {path}) …", flush=True)
+    print(f"embedding a pool of {len(pool):,} real texts with {embedder.model_id} (cached in {path}) …", flush=True)
     t = time.perf_counter()
-    vecs = np.concatenate([embedder.embed_documents(texts[i:i + 256]) for i in range(0, len(texts), 256)])
-    print(f"  {len(texts) / (time.perf_counter() - t):.1f} chunks/s", flush=True)
+    vecs = np.concatenate([embedder.embed_documents(pool[i:i + 256]) for i in range(0, len(pool), 256)])
+    print(f"  {len(pool) / (time.perf_counter() - t):.1f} texts/s", flush=True)
     np.save(path, vecs.astype(np.float32))
     return vecs
 
 
-def synthetic(n: int, texts: list[str], base: np.ndarray, seed: int = 7) -> tuple[list[str], np.ndarray]:
+def synthetic(n: int, texts: list[str], pool: np.ndarray, seed: int = 7) -> tuple[list[str], np.ndarray]:
     rng = np.random.default_rng(seed)
-    b = len(texts)
-    sigma = base.std(axis=0).astype(np.float32)
+    b, p = len(texts), len(pool)
+    sigma = pool.std(axis=0).astype(np.float32)
     out_texts = list(texts[:n])
-    vecs = np.empty((n, base.shape[1]), dtype=np.float32)
-    vecs[:min(n, b)] = base[:min(n, b)]
-    pyrng = random.Random(seed)
-    for start in range(b, n, 65536):
+    vecs = np.empty((n, pool.shape[1]), dtype=np.float32)
+    vecs[:min(n, p)] = pool[:min(n, p)]
+    for start in range(p, n, 65536):
         stop = min(n, start + 65536)
-        src = np.arange(start, stop) % b
-        noisy = base[src] + NOISE * rng.standard_normal((stop - start, base.shape[1]), dtype=np.float32) * sigma
-        vecs[start:stop] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
-        for i, s in zip(range(start, stop), src):
-            words = [w for w in texts[s].split() if pyrng.random() > 0.1]
-            out_texts.append(" ".join(words) + f" copy{i // b}")
+        mix = rng.uniform(0.5, 1.0, stop - start).astype(np.float32)[:, None]
+        mixed = mix * pool[np.arange(start, stop) % p] + (1 - mix) * pool[rng.integers(0, p, stop - start)] + \
+            NOISE * rng.standard_normal((stop - start, pool.shape[1]), dtype=np.float32) * sigma
+        vecs[start:stop] = mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
+    pyrng = random.Random(seed)
+    for i in range(b, n):
+        s, o = i % b, pyrng.randrange(b)
+        words = [w for w in texts[s].split() if pyrng.random() > 0.1]
+        words += [w for w in texts[o].split() if pyrng.random() < 0.25]
+        out_texts.append(" ".join(words) + f" copy{i // b}")
     return out_texts, vecs
 
 
@@ -138,6 +175,18 @@ def build_home(home: Path, n: int, texts: list[str], vecs: np.ndarray, model_id:
         print(f"\r  catalog {min(n, start + 20_000):,}/{n:,} chunks, {time.perf_counter() - t:.0f} s", end="", flush=True)
     print(flush=True)
     catalog.close()
+
+
+def collection(cache: Path, embedder, texts: list[str], pool: np.ndarray, n: int) -> tuple[Path, np.ndarray]:
+    """The Sift home holding the size-n collection (built on first use) and its vectors."""
+    home = cache / f"home-{GENERATOR}-{n}"
+    ntexts, vecs = synthetic(n, texts, pool)
+    if not (home / ".complete").exists():
+        shutil.rmtree(home, ignore_errors=True)
+        print(f"building a {n:,}-chunk catalog in {home} …", flush=True)
+        build_home(home, n, ntexts, vecs, embedder.model_id)
+        (home / ".complete").touch()
+    return home, vecs
 
 
 def open_engine(home: Path, embedder, dtype: str, reranker: str = "", budget_ms: int = 700) -> Engine:
@@ -216,6 +265,10 @@ def measure_size(engine: Engine, queries: list[str], qvecs: np.ndarray, exact: n
         dense.append(r.timings_ms.get("dense", 0.0))
         bm25.append(r.timings_ms.get("bm25", 0.0))
     out["stage1_ms"] = stats(wall)
+    # Cranfield's are typed questions (~9 words); CISI's are mostly pasted paragraphs (up to ~140
+    # words): the query encoder's time grows with length, and BM25 has more words to weigh.
+    kinds = query_kinds(len(queries))
+    out["stage1_ms_by_kind"] = {k: stats([w for w, kk in zip(wall, kinds) if kk == k]) for k in sorted(set(kinds))}
     out["dense_ms"] = stats(dense)  # query embedding + ANN + rescoring
     out["bm25_ms"] = stats(bm25)
     if full:
@@ -328,7 +381,7 @@ def main() -> int:
     embedder = SentenceTransformerEmbedder()
     texts, queries = load_ir()
     queries = queries[: args.queries]
-    base = base_vectors(cache, embedder, texts)
+    pool = pool_vectors(cache, embedder, texts)
     qvecs = np.stack([embedder.embed_query(q) for q in queries])
     result = {"machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
               "embedder": embedder.model_id, "base_chunks": len(texts), "noise": NOISE,
@@ -338,13 +391,7 @@ def main() -> int:
     full_at = set(_sizes(args.full_at)) if args.full_at else set()
     folder = cross_encoder_folder(cache) if full_at else None
     for n in _sizes(args.sizes) if args.sizes else []:
-        home = cache / f"home-{n}"
-        ntexts, vecs = synthetic(n, texts, base)
-        if not (home / ".complete").exists():
-            shutil.rmtree(home, ignore_errors=True)
-            print(f"building a {n:,}-chunk catalog in {home} …", flush=True)
-            build_home(home, n, ntexts, vecs, embedder.model_id)
-            (home / ".complete").touch()
+        home, vecs = collection(cache, embedder, texts, pool, n)
         exact = exact_top10(vecs, qvecs)
         for dtype in args.dtypes.split(","):
             engine = open_engine(home, embedder, dtype, str(folder) if n in full_at else "", args.budget_ms)
@@ -358,7 +405,9 @@ def main() -> int:
             full = f" full p50/p95 {row['full_ms']['p50']:.0f}/{row['full_ms']['p95']:.0f} ms {row['rerank_plans']}" \
                 if "full_ms" in row else ""
             print(f"{n:>9,} {dtype:>4}: stage1 p50/p95/p99 {row['stage1_ms']['p50']:.1f}/"
-                  f"{row['stage1_ms']['p95']:.1f}/{row['stage1_ms']['p99']:.1f} ms (dense p95 "
+                  f"{row['stage1_ms']['p95']:.1f}/{row['stage1_ms']['p99']:.1f} ms ("
+                  + ", ".join(f"{k} p95 {v['p95']:.1f}" for k, v in row["stage1_ms_by_kind"].items())
+                  + f"; dense p95 "
                   f"{row['dense_ms']['p95']:.1f} of which ann {row['ann_ms']['p95']:.1f} +rescore "
                   f"{row['ann_rescored_ms']['p95']:.1f}, bm25 p95 {row['bm25_ms']['p95']:.1f}); recall@10 ann "
                   f"{row['recall_at_10_ann']:.3f} stage {row['recall_at_10_stage']:.3f}; load {load_s:.2f} s"

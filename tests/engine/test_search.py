@@ -333,6 +333,9 @@ def test_keyword_search_is_planned_from_how_many_chunks_each_word_is_in(make_eng
     hits = e.search_detailed("quarterly report", mode="bm25", limit=20).hits
     assert seen == ['("quarterly" AND "report")'], "every word common: the chunks with all of them"
     assert len(hits) == 13
+    seen.clear()
+    e.search_detailed("quarterly report warehouse inventory", mode="bm25")
+    assert seen == ['("warehouse" AND "inventory" AND "quarterly")'], "or with the three rarest"
 
 
 def test_keyword_search_gives_up_after_its_budget(make_engine, docs, monkeypatch):
