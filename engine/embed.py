@@ -181,6 +181,8 @@ class SentenceTransformerEmbedder:
     def _resolve(self) -> tuple[str, str, str]:
         """Device, backend and precision, decided once (this imports torch)."""
         if self._setup is None:
+            with _no_collector_pauses():
+                import torch  # noqa: F401  (first here, as a rule: model_id is asked before loading)
             device = pick_device(self._device_pref)
             backend = self._backend_pref
             if backend == "openvino" and device != "cpu":
