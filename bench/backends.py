@@ -1,6 +1,6 @@
 """Embedding backends and precisions side by side, beside the machine's matmul peak, same run.
 
-For each candidate (torch fp32, torch bf16 autocast, OpenVINO fp32, OpenVINO bf16; those the
+For each candidate (torch fp32, torch bf16 autocast, OpenVINO fp32, bf16 and int8; those the
 machine cannot run are reported as skipped): chunks/s on 256-token chunks, query-encode
 p50/p95, cosine to torch fp32 on the same chunks (mean, min), and, with --ndcg, nDCG@10 of dense
 search on a BEIR collection through `sift eval`'s machinery (engine/evaluate.py). The peak is
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-CANDIDATES = (("torch", "fp32"), ("torch", "bf16"), ("openvino", "fp32"), ("openvino", "bf16"))
+CANDIDATES = (("torch", "fp32"), ("torch", "bf16"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"))
 CHUNK_TOKENS = 254  # + [CLS] and [SEP] = 256
 QUERIES = ("boundary layer transition on a flat plate", "heat transfer in supersonic flow",
            "buckling of thin cylindrical shells", "what is the effect of sweep on wing flutter",
@@ -129,8 +129,8 @@ def main() -> int:
     from engine.embed import SentenceTransformerEmbedder
 
     candidates = [c for c in CANDIDATES if not args.only or f"{c[0]}/{c[1]}" in args.only]
+    peak = matmul_peak()  # first, before any model or tokenizer has started threads of its own
     texts = sample_chunks(SentenceTransformerEmbedder(precision="fp32"), args.chunks)
-    peak = matmul_peak()
     per_chunk = gflop_per_chunk()
     result = {"cpu_threads": torch.get_num_threads(), "cores": os.cpu_count(), "matmul_gflops": peak,
               "gflop_per_chunk": round(per_chunk, 2), "load_avg_1m": round(os.getloadavg()[0], 2), "candidates": {}}

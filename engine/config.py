@@ -18,7 +18,8 @@ BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 VECTOR_DTYPES = ("i8", "f16", "f32", "b1")
 BACKENDS = ("torch", "openvino")          # openvino: the optional extra sift[openvino]
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: fp16 on CUDA, bf16 on CPUs with native bf16
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")  # auto: fp16 on CUDA, bf16 on CPUs with native bf16;
+# int8: OpenVINO only, the model quantized by NNCF (bench/openvino_int8.py)
 
 # Never indexed unless the user removes them from the list. A pattern without "/" matches any
 # single path component (file or folder name); one with "/" matches the path below the root.

@@ -185,3 +185,17 @@ def test_loading_the_model_pauses_the_garbage_collector_and_freezes_what_loaded(
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+def test_int8_is_openvino_with_nncf_only(monkeypatch, caplog):
+    monkeypatch.setattr(embed, "nncf_available", lambda: True)
+    int8 = _embedder(monkeypatch, backend="openvino", precision="int8")
+    fp32 = _embedder(monkeypatch, precision="fp32")
+    assert (int8.backend, int8.precision) == ("openvino", "int8")
+    assert int8.model_id == fp32.model_id + "+int8", "its vectors differ: an index never mixes them"
+    with caplog.at_level(logging.WARNING, logger="engine.embed"):
+        torch_int8 = _embedder(monkeypatch, backend="torch", precision="int8")
+        assert (torch_int8.backend, torch_int8.precision) == ("torch", "bf16"), "torch: the automatic precision"
+        monkeypatch.setattr(embed, "nncf_available", lambda: False)
+        assert _embedder(monkeypatch, backend="openvino", precision="int8").precision == "bf16"
+    assert caplog.text.count("int8 runs on the OpenVINO backend with NNCF") == 2
