@@ -60,6 +60,9 @@ def main() -> int:
     ap.add_argument("--ndcg", metavar="BEIR_DIR", help="also score dense nDCG@10 on this collection")
     ap.add_argument("--out", help="write the JSON here")
     args = ap.parse_args()
+    from engine.embed import block_openvino_telemetry
+
+    block_openvino_telemetry()  # as Sift does: no usage reports from OpenVINO or NNCF
     import nncf
     import openvino as ov
     from nncf.quantization.advanced_parameters import (

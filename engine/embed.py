@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,18 @@ from engine.errors import ModelError
 
 log = logging.getLogger(__name__)
 
+# OpenVINO's converter and NNCF report usage to Google Analytics unless the user opted out in a
+# file of their own (OpenVINO's converter counts a missing file as consent). Both fall back to
+# a no-op stub when `openvino_telemetry` cannot be imported, so Sift makes sure it cannot be,
+# here and in the converting subprocesses (see _EXPORT_SCRIPT): Sift connects to nothing.
+NO_TELEMETRY = 'import sys; sys.modules["openvino_telemetry"] = None'
+
+
+def block_openvino_telemetry() -> None:
+    """Make `import openvino_telemetry` fail in this process (call before importing OpenVINO)."""
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+
+
 @functools.cache
 def preload_openvino() -> None:
     """Import OpenVINO, when installed, before usearch is: loaded after it, OpenVINO cannot read a
@@ -32,6 +45,7 @@ def preload_openvino() -> None:
     engine.vectors calls this right before its own first import of usearch."""
     if importlib.util.find_spec("openvino") is None:
         return
+    block_openvino_telemetry()
     try:
         import openvino  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - a broken install: the backend then reports itself missing
@@ -390,6 +404,7 @@ def torch_threads(n: int):
 
 
 def openvino_available() -> bool:
+    block_openvino_telemetry()
     try:
         import openvino  # noqa: F401
     except ImportError:
@@ -406,6 +421,7 @@ class _OpenVINOModel:
     normalization stay the model's own modules, so the vectors match torch's."""
 
     def __init__(self, st_model, folder: Path, export_dir: Path, *, precision: str) -> None:
+        block_openvino_telemetry()
         import openvino as ov
 
         self._st = st_model
@@ -470,7 +486,6 @@ def _export_openvino(folder: Path, export_dir: Path) -> None:
     half a model there.
     """
     import subprocess
-    import sys
 
     export_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=export_dir.parent))
@@ -503,7 +518,6 @@ def _quantize_openvino(export_dir: Path, tokenizer_dir: Path) -> None:
     at 1.3-1.6× OpenVINO bf16's speed; its MIXED preset with SmoothQuant was faster still but
     lost 0.008. In a fresh interpreter, like the export (see _export_openvino)."""
     import subprocess
-    import sys
 
     from engine.paths import samples_dir
 
@@ -532,7 +546,7 @@ def _quantize_openvino(export_dir: Path, tokenizer_dir: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-_QUANTIZE_SCRIPT = """
+_QUANTIZE_SCRIPT = NO_TELEMETRY + """
 import json, sys
 import nncf
 import openvino as ov
@@ -551,7 +565,7 @@ ov.save_model(quantized, out, compress_to_fp16=False)
 """
 
 EXPORT_TIMEOUT_S = 600.0
-_EXPORT_SCRIPT = """
+_EXPORT_SCRIPT = NO_TELEMETRY + """
 import sys
 import openvino as ov
 import torch

@@ -7,7 +7,11 @@ downloads anything or times anything.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import logging
+import subprocess
+import sys
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -21,6 +25,8 @@ from engine.embed import (
     resolve_precision,
 )
 from engine.errors import ConfigError, ModelError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_auto_precision_per_device():
@@ -199,3 +205,20 @@ def test_int8_is_openvino_with_nncf_only(monkeypatch, caplog):
         monkeypatch.setattr(embed, "nncf_available", lambda: False)
         assert _embedder(monkeypatch, backend="openvino", precision="int8").precision == "bf16"
     assert caplog.text.count("int8 runs on the OpenVINO backend with NNCF") == 2
+
+
+def test_openvino_and_nncf_cannot_report_usage():
+    """OpenVINO's converter and NNCF send usage events to Google Analytics unless a consent file
+    says no (the converter counts a missing file as yes); Sift connects to nothing."""
+    assert embed._EXPORT_SCRIPT.startswith(embed.NO_TELEMETRY)
+    assert embed._QUANTIZE_SCRIPT.startswith(embed.NO_TELEMETRY)
+    code = ("import sys; from engine import embed; embed.preload_openvino(); "
+            "sys.exit(0 if sys.modules.get('openvino_telemetry', 'absent') is None else 3)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0
+    if importlib.util.find_spec("openvino") is None:
+        return
+    code = ("from engine import embed; embed.preload_openvino()\n"
+            "from openvino.tools.ovc import telemetry_utils\n"
+            "assert telemetry_utils.tm.__name__.endswith('telemetry_stub'), telemetry_utils.tm\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
