@@ -38,11 +38,10 @@ KEYWORD_DEPTH = 200
 RESCORE_OVERSAMPLE = 3
 # FTS5 scores every chunk matching any OR'ed word before it can sort: about 1 µs a chunk here,
 # while finding and counting matches costs about 20 ns a chunk (and BM25's IDF counts every
-# word's chunks once more). So BM25 is planned from its
-# words' chunk counts: it scores at most about KEYWORD_MAX_SCORED chunks (≈ 10 ms on this 2-core
-# box), keeping a query's rarest words (KEYWORD_MAX_WORDS at most) when all of them would be
-# more (see _keyword_plan), and gives up after KEYWORD_BUDGET_MS whatever the plan (the dense
-# side still answers). Cranfield's nDCG@10 is unchanged by it; of CISI's pasted-paragraph
+# word's chunks once more). So BM25 is planned from its words' chunk counts: it scores at most
+# about KEYWORD_MAX_SCORED chunks (≈ 10 ms on this 2-core box), keeping a query's rarest words
+# (KEYWORD_MAX_WORDS at most) when all of them would be more (see _keyword_plan), and gives up
+# after KEYWORD_BUDGET_MS whatever the plan (the dense side still answers). Cranfield's nDCG@10 is unchanged by it; of CISI's pasted-paragraph
 # queries a few are narrowed: BM25 alone 0.338 → 0.332, hybrid 0.4515 → 0.4520 (20k: unchanged).
 KEYWORD_MAX_SCORED = 10_000
 KEYWORD_MAX_WORDS = 16
