@@ -29,8 +29,7 @@ log = logging.getLogger(__name__)
 # OpenVINO's converter and NNCF report usage to Google Analytics unless the user opted out in a
 # file of their own (OpenVINO's converter counts a missing file as consent). Both fall back to
 # a no-op stub when `openvino_telemetry` cannot be imported, so Sift makes sure it cannot be,
-# here and in the converting subprocesses (see _EXPORT_SCRIPT): Sift connects to nothing.
-NO_TELEMETRY = 'import sys; sys.modules["openvino_telemetry"] = None'
+# here and in the converting subprocess (engine/openvino_convert.py): Sift connects to nothing.
 
 
 def block_openvino_telemetry() -> None:
@@ -480,23 +479,11 @@ def transformer_dir(folder: Path) -> Path:
 def _export_openvino(folder: Path, export_dir: Path) -> None:
     """Convert the model's transformer to OpenVINO IR, from the local weights, into export_dir.
 
-    In a fresh interpreter that imports neither Sift nor usearch: torch's tracer hangs in a
-    process that loaded usearch first (usearch 2.26, torch 2.13, openvino 2026.4), and a clean
-    one converts in seconds. Written beside export_dir and renamed, so a crash never leaves
-    half a model there.
-    """
-    import subprocess
-
+    Written beside export_dir and renamed, so a crash never leaves half a model there."""
     export_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=export_dir.parent))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     try:
-        try:
-            done = subprocess.run([sys.executable, "-c", _EXPORT_SCRIPT, str(transformer_dir(folder)), str(tmp)],
-                                  env=env, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S, check=False)
-            problem = "" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            problem = str(exc)
+        problem = _run_converter("export", str(transformer_dir(folder)), str(tmp))
         if problem or not (tmp / "model.xml").exists():
             raise ModelError(f"The model in {folder} could not be converted for OpenVINO ({problem}). "
                              "Choose the torch backend in settings.")
@@ -516,9 +503,7 @@ def _quantize_openvino(export_dir: Path, tokenizer_dir: Path) -> None:
     own documents would tie the model to one index). Measured with bench/openvino_int8.py on
     Cranfield: NNCF's defaults kept dense nDCG@10 within 0.005 of fp32 (0.3743 against 0.3777)
     at 1.3-1.6× OpenVINO bf16's speed; its MIXED preset with SmoothQuant was faster still but
-    lost 0.008. In a fresh interpreter, like the export (see _export_openvino)."""
-    import subprocess
-
+    lost 0.008."""
     from engine.paths import samples_dir
 
     paragraphs = [p.strip() for f in sorted(samples_dir().glob("*")) if f.suffix in (".md", ".txt")
@@ -527,15 +512,8 @@ def _quantize_openvino(export_dir: Path, tokenizer_dir: Path) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(paragraphs, fh)
     tmp = export_dir / ".model-int8.xml"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     try:
-        try:
-            done = subprocess.run([sys.executable, "-c", _QUANTIZE_SCRIPT, str(export_dir / "model.xml"), str(tmp),
-                                   str(tokenizer_dir), texts], env=env, capture_output=True, text=True,
-                                  timeout=EXPORT_TIMEOUT_S, check=False)
-            problem = "" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            problem = str(exc)
+        problem = _run_converter("quantize", str(export_dir / "model.xml"), str(tmp), str(tokenizer_dir), texts)
         if problem or not tmp.exists():
             raise ModelError(f"The model could not be quantized to int8 for OpenVINO ({problem}). "
                              "Choose another precision in settings.")
@@ -546,39 +524,22 @@ def _quantize_openvino(export_dir: Path, tokenizer_dir: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-_QUANTIZE_SCRIPT = NO_TELEMETRY + """
-import json, sys
-import nncf
-import openvino as ov
-from transformers import AutoTokenizer
-model_xml, out, tokenizer_dir, texts = sys.argv[1:5]
-tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
-model = ov.Core().read_model(model_xml)
-names = {p.get_any_name() for p in model.inputs}
-samples = []
-for text in json.load(open(texts, encoding="utf-8")):
-    features = tokenizer([text], truncation=True, max_length=256, return_tensors="np")
-    samples.append({k: v for k, v in features.items() if k in names})
-quantized = nncf.quantize(model, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER,
-                          subset_size=len(samples))
-ov.save_model(quantized, out, compress_to_fp16=False)
-"""
-
 EXPORT_TIMEOUT_S = 600.0
-_EXPORT_SCRIPT = NO_TELEMETRY + """
-import sys
-import openvino as ov
-import torch
-from transformers import AutoModel, AutoTokenizer
-where, out = sys.argv[1], sys.argv[2]
-encoder = AutoModel.from_pretrained(where, local_files_only=True, use_safetensors=True, dtype=torch.float32).eval()
-sample = AutoTokenizer.from_pretrained(where, local_files_only=True)(["a sample sentence to trace the model"],
-                                                                    return_tensors="pt")
-example = {k: v for k, v in sample.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-with torch.no_grad():
-    graph = ov.convert_model(encoder, example_input=example)
-ov.save_model(graph, out + "/model.xml", compress_to_fp16=False)
-"""
+CONVERTER = Path(__file__).with_name("openvino_convert.py")
+
+
+def _run_converter(*args: str) -> str:
+    """Run engine/openvino_convert.py in a fresh interpreter (see there why): '' when it worked,
+    else the reason it did not."""
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    try:
+        done = subprocess.run([sys.executable, "-P", str(CONVERTER), *args], env=env, capture_output=True,
+                              text=True, timeout=EXPORT_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return "" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
 
 
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
