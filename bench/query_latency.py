@@ -130,11 +130,10 @@ def pool_vectors(cache: Path, embedder, texts: list[str]) -> np.ndarray:
     return vecs
 
 
-def synthetic(n: int, texts: list[str], pool: np.ndarray, seed: int = 7) -> tuple[list[str], np.ndarray]:
+def synthetic_vectors(n: int, pool: np.ndarray, seed: int = 7) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    b, p = len(texts), len(pool)
+    p = len(pool)
     sigma = pool.std(axis=0).astype(np.float32)
-    out_texts = list(texts[:n])
     vecs = np.empty((n, pool.shape[1]), dtype=np.float32)
     vecs[:min(n, p)] = pool[:min(n, p)]
     for start in range(p, n, 65536):
@@ -143,13 +142,20 @@ def synthetic(n: int, texts: list[str], pool: np.ndarray, seed: int = 7) -> tupl
         mixed = mix * pool[np.arange(start, stop) % p] + (1 - mix) * pool[rng.integers(0, p, stop - start)] + \
             NOISE * rng.standard_normal((stop - start, pool.shape[1]), dtype=np.float32) * sigma
         vecs[start:stop] = mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
+    return vecs
+
+
+def synthetic_texts(n: int, texts: list[str], seed: int = 7) -> list[str]:
+    """Only needed to build a collection (a million of them take a while to make)."""
+    b = len(texts)
+    out = list(texts[:n])
     pyrng = random.Random(seed)
     for i in range(b, n):
         s, o = i % b, pyrng.randrange(b)
         words = [w for w in texts[s].split() if pyrng.random() > 0.1]
         words += [w for w in texts[o].split() if pyrng.random() < 0.25]
-        out_texts.append(" ".join(words) + f" copy{i // b}")
-    return out_texts, vecs
+        out.append(" ".join(words) + f" copy{i // b}")
+    return out
 
 
 def build_home(home: Path, n: int, texts: list[str], vecs: np.ndarray, model_id: str) -> None:
@@ -180,11 +186,11 @@ def build_home(home: Path, n: int, texts: list[str], vecs: np.ndarray, model_id:
 def collection(cache: Path, embedder, texts: list[str], pool: np.ndarray, n: int) -> tuple[Path, np.ndarray]:
     """The Sift home holding the size-n collection (built on first use) and its vectors."""
     home = cache / f"home-{GENERATOR}-{n}"
-    ntexts, vecs = synthetic(n, texts, pool)
+    vecs = synthetic_vectors(n, pool)
     if not (home / ".complete").exists():
         shutil.rmtree(home, ignore_errors=True)
         print(f"building a {n:,}-chunk catalog in {home} …", flush=True)
-        build_home(home, n, ntexts, vecs, embedder.model_id)
+        build_home(home, n, synthetic_texts(n, texts), vecs, embedder.model_id)
         (home / ".complete").touch()
     return home, vecs
 

@@ -489,12 +489,12 @@ class Catalog:
                       WHERE chunks_fts MATCH ? AND {clause} ORDER BY bm25(chunks_fts) LIMIT ?"""
         else:  # FTS5 sorts by its own rank, with no join per matching row: about 1.6× faster
             sql, params = "SELECT rowid, -rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?", []
-        timer, running = None, [True]
+        timer, finished = None, threading.Event()
         lock = threading.Lock()
 
         def interrupt() -> None:
             with lock:  # never once the statement is over: it would hit the next one
-                if running[0]:
+                if not finished.is_set():
                     conn.interrupt()
 
         if budget_s is not None:
@@ -510,7 +510,7 @@ class Catalog:
         finally:
             if timer is not None:
                 with lock:
-                    running[0] = False
+                    finished.set()
                 timer.cancel()
         return [(r[0], r[1]) for r in rows]
 
