@@ -585,8 +585,9 @@ class Catalog:
         return self.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 
     def problems(self) -> list[FileRow]:
-        ok = (str(FileStatus.INDEXED), str(FileStatus.PENDING))
-        rows = self.conn.execute("SELECT * FROM files WHERE status NOT IN (?, ?) ORDER BY path", ok)
+        """Files not indexed, and indexed ones with a reason (their text was cut at a cap)."""
+        rows = self.conn.execute("SELECT * FROM files WHERE status != ? AND (status != ? OR reason != '') ORDER BY path",
+                                 (str(FileStatus.PENDING), str(FileStatus.INDEXED)))
         return [_file_row(r) for r in rows]
 
     def check(self) -> str:

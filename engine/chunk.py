@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from engine.types import Chunk, Page
 
@@ -49,18 +49,25 @@ def chunk_pages(pages: Sequence[Page], *, token_offsets: TokenOffsets, max_token
     A window ends at a paragraph break, else at a sentence end, if one lies in its last half;
     otherwise it is cut between tokens. Windows never cross pages, so every chunk has one page.
     """
+    return list(iter_chunks(pages, token_offsets=token_offsets, max_tokens=max_tokens, overlap=overlap))
+
+
+def iter_chunks(pages: Sequence[Page], *, token_offsets: TokenOffsets, max_tokens: int,
+                overlap: int) -> Iterator[Chunk]:
+    """chunk_pages one chunk at a time, tokenizing a block only when it is reached: a caller
+    that stops early (a cap on passages per file) never tokenizes the rest of a huge text."""
     if max_tokens < 2 or not 0 <= overlap < max_tokens // 2:
         raise ValueError("need max_tokens ≥ 2 and 0 ≤ overlap < max_tokens / 2")
-    chunks: list[Chunk] = []
+    ordinal = 0
     for page in pages:
         for block_start, block_end in _blocks(page.text):
             block = page.text[block_start:block_end]
             offsets = [(s, e) for s, e in token_offsets(block) if e > s]
             for s, e in _windows(block, offsets, max_tokens, overlap):
                 start, end = offsets[s][0], offsets[e - 1][1]
-                chunks.append(Chunk(ordinal=len(chunks), text=block[start:end], page=page.number,
-                                    start=block_start + start, end=block_start + end, token_count=e - s))
-    return chunks
+                yield Chunk(ordinal=ordinal, text=block[start:end], page=page.number,
+                            start=block_start + start, end=block_start + end, token_count=e - s)
+                ordinal += 1
 
 
 def _windows(text: str, offsets: Sequence[tuple[int, int]], max_tokens: int,

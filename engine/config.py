@@ -44,6 +44,8 @@ class Config:
     exclude: tuple[str, ...] = DEFAULT_EXCLUDES
     include_hidden: bool = False
     max_file_mb: int = 100
+    max_text_mb: int = 8                  # text one file may yield (UTF-8); the rest is not indexed
+    max_chunks_per_file: int = 10_000     # passages one file may yield (~7 MB of prose at 200 tokens)
     model: str = BUNDLED_MODEL            # "bundled:…", a model folder path, or a hub name
     device: str = "auto"                  # auto picks CUDA, then Apple MPS, then CPU
     vector_dtype: str = "i8"              # precision of the USearch index; catalog keeps f16
@@ -79,6 +81,8 @@ class Config:
             problems.append("chunk_overlap must be at least 0 and less than half of chunk_tokens")
         if self.max_file_mb < 1:
             problems.append("max_file_mb must be at least 1")
+        if self.max_text_mb < 1 or self.max_chunks_per_file < 1:
+            problems.append("max_text_mb and max_chunks_per_file must be at least 1")
         if self.reconcile_interval_min < 0:
             problems.append("reconcile_interval_min must be 0 (never) or more")
         if self.rerank_budget_ms < 0:
@@ -92,6 +96,10 @@ class Config:
     @property
     def max_file_bytes(self) -> int:
         return self.max_file_mb * 1024 * 1024
+
+    @property
+    def max_text_bytes(self) -> int:
+        return self.max_text_mb * 1024 * 1024
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}

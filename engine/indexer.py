@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
-import hashlib
+import itertools
 import logging
 import os
 import queue
@@ -20,13 +21,28 @@ from pathlib import Path
 import numpy as np
 
 from engine.catalog import Catalog, FileRow
-from engine.chunk import chunk_pages
+from engine.chunk import iter_chunks
 from engine.config import Config
 from engine.embed import SPECIAL_TOKENS, Embedder, text_hash
 from engine.errors import Cancelled, ParseError
 from engine.parse import SUPPORTED_SUFFIXES, kind_for
 from engine.parse.runner import ParseRunner
-from engine.types import Chunk, FileStatus, IndexReport, ParsedFile, Progress, human_size
+from engine.parse.source import (
+    VANISHED_REASON,
+    Identity,
+    ParseJob,
+    Unchanged,
+    file_digest,
+    open_scanned,
+)
+from engine.types import (
+    Chunk,
+    FileStatus,
+    IndexReport,
+    ParsedFile,
+    Progress,
+    human_size,
+)
 from engine.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -40,12 +56,30 @@ BATCH_CHUNKS = 512
 PREFETCH_BATCHES = 2
 EMBED_SLICE = 128       # chunks handed to the embedder at once (it batches them further)
 PROGRESS_POLL_S = 0.2  # how often the committing thread looks at cancel and the file being parsed
+# A text this long (characters) is chunked in a batch of its own, so the files parsed before it
+# commit without waiting for its tokenizing and embedding.
+BIG_TEXT_CHARS = 1_000_000
+# Folders are opened without following a link swapped in after their parent was listed.
+_DIR_FLAGS = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+              | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+_SCANDIR_FD = os.scandir in os.supports_fd
 
 
 @dataclass(frozen=True, slots=True)
 class DiskFile:
     size: int
     mtime_ns: int
+    dev: int = 0
+    ino: int = 0
+
+    @property
+    def identity(self) -> Identity | None:
+        """(device, inode) as the scan saw it: what a later open must find (None: not known)."""
+        return (self.dev, self.ino) if self.ino else None
+
+
+def _disk_file(st: os.stat_result) -> DiskFile:
+    return DiskFile(st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
 
 
 # -- scanning ------------------------------------------------------------------------------------
@@ -122,49 +156,88 @@ def scan_paths(roots: Sequence[str], paths: Iterable[str], *, exclude: Sequence[
         if stat.S_ISDIR(st.st_mode):
             walked.add(path)
             _walk(root, path, exclude=exclude, include_hidden=include_hidden, found=found, unreadable=unreadable,
-                  seen=seen, cancel=cancel)
+                  seen=seen, cancel=cancel, start_identity=None if path == root else (st.st_dev, st.st_ino))
         elif stat.S_ISREG(st.st_mode) and os.path.splitext(path)[1].lower() in SUPPORTED_SUFFIXES:
-            found[path] = DiskFile(st.st_size, st.st_mtime_ns)
+            found[path] = _disk_file(st)
     return found, unreadable, scope
 
 
 def _walk(root: str, start: str, *, exclude: Sequence[str], include_hidden: bool, found: dict[str, DiskFile],
-          unreadable: list[str], seen: set[tuple[int, int]], cancel: threading.Event | None) -> None:
-    stack = [start]
+          unreadable: list[str], seen: set[tuple[int, int]], cancel: threading.Event | None,
+          start_identity: Identity | None = None) -> None:
+    """Add the supported files at and below `start` to `found`.
+
+    Each folder is opened once, without following a link (but for `start` when it is a chosen
+    folder: the user may pick a link), and listed from that descriptor; it must be the folder
+    its parent listed (same device and inode), so swapping a folder for a link to elsewhere
+    between the listing and the visit reads nothing from elsewhere.
+    """
+    stack: list[tuple[str, Identity | None]] = [(start, start_identity)]
     while stack:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        folder = stack.pop()
+        folder, expected = stack.pop()
+        follow = folder == start and start_identity is None
         try:
-            st = os.stat(folder)
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            entries = list(os.scandir(folder))
+            entries = _list_folder(folder, expected=expected, follow=follow, seen=seen)
         except FileNotFoundError:
             if folder == start:  # a folder unplugged mid-scan must not read as emptied: keep its files
                 unreadable.append(folder)
             continue  # a subfolder deleted since its parent was listed: nothing there to keep
         except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and not follow:
+                continue  # replaced by a link or a file since its parent was listed: not ours to read
             log.warning("cannot list %s: %s", folder, exc)
             unreadable.append(folder)
             continue
-        for entry in sorted(entries, key=lambda e: e.name, reverse=True):
-            rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
-            if is_excluded(entry.name, rel, exclude):
+        for name, est in sorted(entries, key=lambda e: e[0], reverse=True):
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            if is_excluded(name, rel, exclude):
                 continue
-            try:
-                if entry.is_symlink():
-                    continue  # see scan()
-                est = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue  # vanished since the listing
-            if not include_hidden and _is_hidden(entry.name, est):
+            if not include_hidden and _is_hidden(name, est):
                 continue
             if stat.S_ISDIR(est.st_mode):
-                stack.append(entry.path)
-            elif stat.S_ISREG(est.st_mode) and os.path.splitext(entry.name)[1].lower() in SUPPORTED_SUFFIXES:
-                found[entry.path] = DiskFile(est.st_size, est.st_mtime_ns)
+                stack.append((path, (est.st_dev, est.st_ino)))
+            elif stat.S_ISREG(est.st_mode) and os.path.splitext(name)[1].lower() in SUPPORTED_SUFFIXES:
+                found[path] = _disk_file(est)
+
+
+def _list_folder(folder: str, *, expected: Identity | None, follow: bool,
+                 seen: set[tuple[int, int]]) -> list[tuple[str, os.stat_result]]:
+    """(name, lstat) of the entries of one folder, links left out; [] when already visited or
+    no longer the folder that was listed (`expected`)."""
+    if not _SCANDIR_FD:  # Windows: no descriptors for folders (nor O_NOFOLLOW)
+        st = os.stat(folder) if follow else os.lstat(folder)
+        if not stat.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) in seen:
+            return []
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(folder) as it:
+            return _entries(it)
+    fd = os.open(folder, _DIR_FLAGS & ~(0 if not follow else getattr(os, "O_NOFOLLOW", 0)))
+    try:
+        st = os.fstat(fd)
+        if expected is not None and (st.st_dev, st.st_ino) != tuple(expected):
+            return []
+        if (st.st_dev, st.st_ino) in seen:
+            return []
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(fd) as it:
+            return _entries(it)  # stat'ed now: an entry of a descriptor's listing needs it open
+    finally:
+        os.close(fd)
+
+
+def _entries(it: Iterable[os.DirEntry]) -> list[tuple[str, os.stat_result]]:
+    out = []
+    for entry in it:
+        try:
+            if entry.is_symlink():
+                continue  # see scan()
+            out.append((entry.name, entry.stat(follow_symlinks=False)))
+        except OSError:
+            continue  # vanished since the listing
+    return out
 
 
 def _below_any(path: str, root: str, folders: set[str]) -> bool:
@@ -244,9 +317,18 @@ def forget_root_devices(catalog: Catalog, conn, roots: Sequence[str]) -> None:
             catalog.delete_meta(conn, key)
 
 
-def content_hash(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=20)).hexdigest()
+def content_hash(path: str, identity: Identity | None) -> str | None:
+    """The hash of the file the scan saw at path, read without following a link or blocking;
+    None when it is not that regular file any more, or cannot be read."""
+    try:
+        f, _ = open_scanned(path, identity)
+    except ParseError:
+        return None
+    with f:
+        try:
+            return file_digest(f)
+        except OSError:
+            return None
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -262,11 +344,13 @@ class _Pending:
     kind: str | None
     chunks: list[Chunk]
     hashes: list[str]
+    note: str = ""  # kept as the file's reason: its text was cut at a cap
 
 
 @dataclass
 class _Batch:
     files: list[_Pending] = field(default_factory=list)
+    touched: list[str] = field(default_factory=list)              # same bytes as indexed: new stamp only
     chunks: int = 0
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # text hash → vector, once embedded
     fresh: list[str] = field(default_factory=list)                # hashes embedded for this batch
@@ -281,6 +365,7 @@ class _Failure:
 
 
 _DONE = object()  # a pipeline stage's last item
+_IDLE = object()  # no item yet, and the batch in flight is embedded: commit it meanwhile
 
 
 class Indexer:
@@ -357,7 +442,7 @@ class Indexer:
         moved_ids = {row.id for row, _ in moved}
         self._apply_moves_and_removals(moved, [row for row in gone if row.id not in moved_ids], disk)
 
-        work = self._split_touched(changed, known, disk) + new
+        work = changed + new
         self._report(phase="indexing", files_total=len(work))
         if paths is None:  # a model switch or an old interruption; once per full run is enough
             self._embed_missing_vectors()
@@ -403,10 +488,7 @@ class Indexer:
         for path in new:
             candidates = by_size.get(disk[path].size)
             if candidates:
-                try:
-                    digest = content_hash(path)
-                except OSError:
-                    digest = None
+                digest = content_hash(path, disk[path].identity)
                 match = next((r for r in candidates if r.content_hash == digest), None)
                 if match is not None:
                     candidates.remove(match)
@@ -429,27 +511,6 @@ class Indexer:
         self.vectors.remove(dropped)
         self._counts["removed"] += len(removed)
         self._counts["moved"] += len(moved)
-
-    def _split_touched(self, changed: list[str], known: dict[str, FileRow], disk: dict[str, DiskFile]) -> list[str]:
-        """Changed size/mtime but the same bytes (a `touch`, a copy-back): update the stamp, skip the work."""
-        work, touched = [], []
-        for path in changed:
-            row = known[path]
-            if row.status == FileStatus.INDEXED and row.content_hash and row.size == disk[path].size:
-                try:
-                    if content_hash(path) == row.content_hash:
-                        touched.append(row)
-                        continue
-                except OSError:
-                    pass
-            work.append(path)
-        if touched:
-            with self.catalog.transaction() as conn:
-                for row in touched:
-                    d = disk[row.path]
-                    self.catalog.touch_file(conn, row.id, size=d.size, mtime_ns=d.mtime_ns)
-            self._counts["unchanged"] += len(touched)
-        return work
 
     def _embed_missing_vectors(self) -> None:
         """Chunks with no vector from the current model (a model switch, an interrupted run)."""
@@ -479,14 +540,21 @@ class Indexer:
         stop = threading.Event()
         parsed: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
         current = ["", ""]  # [file being parsed, file last reported]: written by the producer, read here
-        producer = threading.Thread(target=self._stage, args=(self._produce, (work, disk, current, stop), parsed, stop),
+        producer = threading.Thread(target=self._stage, args=(self._produce, (work, known, disk, current, stop), parsed, stop),
                                     name="sift-parse-feed", daemon=True)
         embedding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sift-embed")
         producer.start()
         in_flight: tuple[_Batch, list, Future] | None = None
         try:
             while True:
-                item = self._next(parsed, current)
+                # A batch whose vectors are ready commits even while the producer is busy (a
+                # huge text being chunked, a slow parse), so finished files never wait for it.
+                item = self._next(parsed, current, ready=in_flight[2].done if in_flight is not None else None)
+                if item is _IDLE:
+                    self._finish(*in_flight, known, disk, current)
+                    in_flight = None
+                    self._check_cancel()
+                    continue
                 if isinstance(item, _Failure):
                     raise item.error
                 if item is not _DONE:
@@ -510,8 +578,9 @@ class Indexer:
             embedding.shutdown(wait=True, cancel_futures=True)
             producer.join()
 
-    def _next(self, parsed: queue.Queue, current: list[str]):
-        """The producer's next item, reporting the file being parsed and watching for cancel meanwhile."""
+    def _next(self, parsed: queue.Queue, current: list[str], ready: Callable[[], bool] | None = None):
+        """The producer's next item, reporting the file being parsed and watching for cancel meanwhile;
+        _IDLE when none is there yet and `ready()` says the batch in flight can commit."""
         while True:
             try:
                 return parsed.get(timeout=PROGRESS_POLL_S)
@@ -520,6 +589,8 @@ class Indexer:
                 if current[0] != current[1]:
                     current[1] = current[0]
                     self._report(current_file=current[0])
+                if ready is not None and ready():
+                    return _IDLE
 
     def _finish(self, batch: _Batch, problems: list, job: Future, known: dict[str, FileRow], disk: dict[str, DiskFile], current: list[str]) -> None:
         """Wait for a batch's vectors (watching for cancel), then commit it."""
@@ -582,15 +653,19 @@ class Indexer:
             return
         put(_DONE)
 
-    def _produce(self, work: list[str], disk: dict[str, DiskFile], current: list[str],
+    def _produce(self, work: list[str], known: dict[str, FileRow], disk: dict[str, DiskFile], current: list[str],
                  stop: threading.Event) -> Iterator[tuple[_Batch, list[tuple[str, FileStatus, str]]]]:
-        """Parse, chunk and hash files into batches of whole files (the producer thread)."""
+        """Parse, chunk and hash files into batches of whole files (the producer thread).
+
+        This thread never opens a file: a worker opens each one once, as the scan saw it, and
+        hashes and parses that descriptor (engine.parse.source). A file whose bytes are the ones
+        already indexed comes back Unchanged (a touch, a copy-back) and only gets its new stamp.
+        """
         max_tokens = min(self.config.chunk_tokens, self.embedder.max_tokens - SPECIAL_TOKENS)
         overlap = min(self.config.chunk_overlap, max_tokens // 2 - 1)
-        digests: dict[str, str | None] = {}
         problems: list[tuple[str, FileStatus, str]] = []
 
-        def jobs() -> Iterator[str]:
+        def jobs() -> Iterator[ParseJob]:
             for path in work:
                 if stop.is_set():
                     return
@@ -600,21 +675,16 @@ class Indexer:
                     problems.append((path, FileStatus.TOO_LARGE,
                                      f"{human_size(d.size)} is over the {self.config.max_file_mb} MB limit set in settings"))
                     continue
-                try:
-                    digests[path] = content_hash(path)
-                except FileNotFoundError:
-                    problems.append((path, FileStatus.VANISHED, "the file was deleted or moved while indexing"))
-                    continue
-                except OSError as exc:
-                    problems.append((path, FileStatus.UNREADABLE, f"cannot be read: {exc.strerror or exc}"))
-                    continue
-                yield path
+                row = known.get(path)
+                same = row is not None and row.status == FileStatus.INDEXED and row.size == d.size
+                yield ParseJob(path, d.identity, row.content_hash if same else None)
 
         batch = _Batch()
         own = self.parse_runner is None
         runner = self.parse_runner or ParseRunner(workers=self.config.parse_workers,
                                                   timeout_s=self.config.parse_timeout_s,
-                                                  max_bytes=self.config.max_file_bytes)
+                                                  max_bytes=self.config.max_file_bytes,
+                                                  max_text_bytes=self.config.max_text_bytes)
         with runner if own else contextlib.nullcontext(runner):
             results = runner.map(jobs(), stop=stop)
             try:
@@ -623,16 +693,23 @@ class Indexer:
                     if isinstance(result, ParseError):
                         status, reason = FileStatus(result.status), result.reason
                         if not os.path.lexists(path):  # deleted while parsing: nothing to report
-                            status, reason = FileStatus.VANISHED, "the file was deleted or moved while indexing"
+                            status, reason = FileStatus.VANISHED, VANISHED_REASON
                         problems.append((path, status, reason))
+                    elif isinstance(result, Unchanged):
+                        batch.touched.append(path)
                     else:
-                        pending = self._chunk(path, disk[path], digests.pop(path, None), result, max_tokens, overlap)
+                        if sum(len(p.text) for p in result.pages) > BIG_TEXT_CHARS and (batch.files or problems):
+                            yield batch, list(problems)  # the files before it need not wait for it
+                            batch = _Batch()
+                            problems.clear()
+                        pending = self._chunk(path, disk[path], result, max_tokens, overlap)
                         if pending is None:
                             problems.append((path, FileStatus.NO_TEXT, "no text found in this file"))
                         else:
                             batch.files.append(pending)
                             batch.chunks += len(pending.chunks)
-                    if len(batch.files) + len(problems) >= BATCH_FILES or batch.chunks >= BATCH_CHUNKS:
+                    if (len(batch.files) + len(batch.touched) + len(problems) >= BATCH_FILES
+                            or batch.chunks >= BATCH_CHUNKS):
                         yield batch, list(problems)
                         batch = _Batch()
                         problems.clear()
@@ -640,21 +717,28 @@ class Indexer:
                 close = getattr(results, "close", None)
                 if close is not None:  # a caller's runner stays open: stop only this map's workers
                     close()
-            if batch.files or problems:
+            if batch.files or batch.touched or problems:
                 yield batch, list(problems)
 
-    def _chunk(self, path: str, d: DiskFile, digest: str | None, parsed: ParsedFile,
-               max_tokens: int, overlap: int) -> _Pending | None:
-        chunks = chunk_pages(parsed.pages, token_offsets=self.embedder.token_offsets,
-                             max_tokens=max_tokens, overlap=overlap)
+    def _chunk(self, path: str, d: DiskFile, parsed: ParsedFile, max_tokens: int, overlap: int) -> _Pending | None:
+        cap = self.config.max_chunks_per_file
+        chunks = list(itertools.islice(iter_chunks(parsed.pages, token_offsets=self.embedder.token_offsets,
+                                                   max_tokens=max_tokens, overlap=overlap), cap + 1))
         if not chunks:
             return None
-        return _Pending(path, d, digest, parsed.kind, chunks, [text_hash(c.text) for c in chunks])
+        note = parsed.note
+        if len(chunks) > cap:
+            del chunks[cap:]
+            end = chunks[-1]
+            where = f"page {end.page}" if end.page is not None else f"character {end.end:,}"
+            note = (f"too much text: only its first {cap:,} passages (up to {where}) are searchable "
+                    "(the limit is in settings)")
+        return _Pending(path, d, parsed.content_hash, parsed.kind, chunks, [text_hash(c.text) for c in chunks], note)
 
     def _commit(self, batch: _Batch, problems: list[tuple[str, FileStatus, str]], known: dict[str, FileRow],
                 disk: dict[str, DiskFile]) -> None:
         """Write a whole embedded batch in one transaction, then add its vectors to the index."""
-        if not batch.files and not problems:
+        if not batch.files and not batch.touched and not problems:
             return
         model_id = self.embedder.model_id
         vectors, todo, reused = batch.vectors, batch.fresh, batch.reused
@@ -668,12 +752,17 @@ class Indexer:
             for f in batch.files:
                 old = known.get(f.path)
                 fid = self.catalog.upsert_file(conn, path=f.path, size=f.disk.size, mtime_ns=f.disk.mtime_ns,
-                                               content_hash=f.digest, kind=f.kind, status=FileStatus.INDEXED)
+                                               content_hash=f.digest, kind=f.kind, status=FileStatus.INDEXED,
+                                               reason=f.note)
                 gone, ids = self.catalog.replace_chunks(conn, fid, f.chunks, f.hashes)
                 removed += gone
                 added_ids += ids
                 added_vecs += [vectors[h] for h in f.hashes]
                 self._counts["updated" if old else "added"] += 1
+            for path in batch.touched:
+                d = disk[path]
+                self.catalog.touch_file(conn, known[path].id, size=d.size, mtime_ns=d.mtime_ns)
+                self._counts["unchanged"] += 1
             for path, status, reason in problems:
                 old = known.get(path)
                 self._counts["failed"] += status != FileStatus.VANISHED
@@ -693,7 +782,7 @@ class Indexer:
         self.vectors.remove(removed)
         if added_ids:
             self.vectors.add(np.array(added_ids, dtype=np.uint64), np.stack(added_vecs))
-        done = len(batch.files) + len(problems)
+        done = len(batch.files) + len(batch.touched) + len(problems)
         self._report(files_done=self.progress.files_done + done,
                      files_failed=self.progress.files_failed + sum(1 for p in problems if p[1] != FileStatus.VANISHED),
                      chunks_embedded=self.progress.chunks_embedded + len(todo),

@@ -252,13 +252,13 @@ class IndexService:
     def _parse_runner(self) -> ParseRunner | None:
         """The service's parse workers, kept between batches: starting them costs a second each."""
         config = self.engine.config
-        key = (config.parse_workers, config.parse_timeout_s, config.max_file_bytes)
+        key = (config.parse_workers, config.parse_timeout_s, config.max_file_bytes, config.max_text_bytes)
         if config.parse_workers == 0:
             return None
         if self._runner is None or self._runner_key != key:
             self._close_runner()
             self._runner = ParseRunner(workers=config.parse_workers, timeout_s=config.parse_timeout_s,
-                                       max_bytes=config.max_file_bytes)
+                                       max_bytes=config.max_file_bytes, max_text_bytes=config.max_text_bytes)
             self._runner_key = key
         return self._runner
 

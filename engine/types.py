@@ -39,6 +39,8 @@ class ParsedFile:
 
     kind: str                   # family: "text", "pdf", "html", "docx", …
     pages: tuple[Page, ...]
+    content_hash: str | None = None  # blake2b of the bytes parsed, when read from a file
+    note: str = ""              # what a person should know though it was read (text cut at the cap)
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,7 @@ def make_engine(home, fake_embedder):
 
     def make(**config) -> Engine:
         engine = Engine.open(home, embedder=fake_embedder)
-        engine.update_config(parse_workers=0, **config)
+        engine.update_config(**{"parse_workers": 0, **config})
         opened.append(engine)
         return engine
 

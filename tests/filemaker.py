@@ -215,9 +215,10 @@ def make_html(path: Path, body: str, *, title: str = "Test page", charset: str =
     return Path(path)
 
 
-def hostile_parse(path: str, *, max_bytes: int):
+def hostile_parse(job, *, max_bytes: int, **limits):
     """A parse function for runner tests: hangs on *.hang, dies on *.crash, exhausts memory on
     *.oom, and parses anything else normally. Spawned workers import it by name."""
+    path = getattr(job, "path", job)
     if path.endswith(".hang"):
         threading.Event().wait()
     if path.endswith(".crash"):
@@ -227,4 +228,4 @@ def hostile_parse(path: str, *, max_bytes: int):
         bytearray(64 * 1024**3)
     from engine.parse import parse
 
-    return parse(path, max_bytes=max_bytes)
+    return parse(job, max_bytes=max_bytes, **limits)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import stat
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from xml.etree.ElementTree import ParseError as XMLParseError
 
 from engine.errors import ParseError
@@ -23,16 +23,17 @@ from engine.parse import (
     text,
     word,
 )
+from engine.parse.source import ParseJob, Unchanged, file_digest, open_scanned
 from engine.types import FileStatus, Page, ParsedFile, human_size
 
-__all__ = ["SUPPORTED_SUFFIXES", "kind_for", "parse"]
+__all__ = ["SUPPORTED_SUFFIXES", "ParseJob", "Unchanged", "kind_for", "parse"]
 
 
 @dataclass(frozen=True, slots=True)
 class _Format:
     kind: str                                   # family name stored with the file
     label: str                                  # how reasons name it to a person
-    read: Callable[[Path], tuple[Page, ...]]
+    read: Callable[[BinaryIO], tuple[Page, ...]]
     suffixes: frozenset[str]
     zipped: bool = False                        # a zip container: bomb-check it first
 
@@ -60,43 +61,75 @@ def kind_for(path: str | os.PathLike[str]) -> str | None:
     return fmt.kind if fmt else None
 
 
-def parse(path: str | os.PathLike[str], *, max_bytes: int) -> ParsedFile:
-    """Read `path` in this process. Raises ParseError, and only ParseError, when it cannot."""
-    path = Path(path)
+def parse(job: ParseJob | str | os.PathLike[str], *, max_bytes: int,
+          max_text_bytes: int | None = None) -> ParsedFile | Unchanged:
+    """Read one file in this process. Raises ParseError, and only ParseError, when it cannot.
+
+    The file is opened once (no link followed, never blocking, the inode the scan saw: see
+    source.open_scanned); it is hashed and parsed from that descriptor. When its bytes hash to
+    `job.known_hash` the reply is Unchanged and nothing is parsed. Text past `max_text_bytes`
+    (UTF-8) is dropped, and the ParsedFile's `note` says so.
+    """
+    if not isinstance(job, ParseJob):
+        job = ParseJob(os.fspath(job))
+    path = Path(job.path)
     suffix = path.suffix.lower()
     fmt = _REGISTRY.get(suffix)
     if fmt is None:
         what = f"{suffix} files" if suffix else "files without a suffix"
         raise ParseError(FileStatus.UNSUPPORTED, f"Sift cannot read {what}")
-    try:
-        pages = _read(fmt, path, max_bytes)
-    except ParseError:
-        raise
-    except Exception as exc:  # parser libraries raise anything on hostile input
-        raise _failure(exc, fmt.label) from exc
+    f, info = open_scanned(job.path, job.identity)
+    with f:
+        if info.st_size > max_bytes:
+            size, limit = human_size(info.st_size), human_size(max_bytes)
+            raise ParseError(FileStatus.TOO_LARGE, f"{size} is over the {limit} limit set in settings")
+        try:
+            digest = file_digest(f)
+        except OSError as exc:
+            raise _failure(exc, fmt.label) from exc
+        if job.known_hash is not None and digest == job.known_hash:
+            return Unchanged(digest)
+        if info.st_size == 0:
+            raise ParseError(FileStatus.NO_TEXT, "empty file")
+        try:
+            f.seek(0)
+            if fmt.zipped:
+                guard.check_zip(f, label=fmt.label, max_bytes=max_bytes)
+            pages = fmt.read(f)
+        except ParseError:
+            raise
+        except Exception as exc:  # parser libraries raise anything on hostile input
+            raise _failure(exc, fmt.label) from exc
 
-    pages = tuple(Page(p.number, _clean(p.text)) for p in pages)
-    pages = tuple(p for p in pages if p.text.strip())
+    pages, note = _clean_and_cap(pages, max_text_bytes)
     if not pages:
         if fmt.kind == "pdf":
             raise ParseError(FileStatus.NO_TEXT, "no text layer: probably scanned, needs OCR")
         raise ParseError(FileStatus.NO_TEXT, "no text found in this file")
-    return ParsedFile(kind=fmt.kind, pages=pages)
+    return ParsedFile(kind=fmt.kind, pages=pages, content_hash=digest, note=note)
 
 
-def _read(fmt: _Format, path: Path, max_bytes: int) -> tuple[Page, ...]:
-    info = os.stat(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise ParseError(FileStatus.UNSUPPORTED, "not a regular file")
-    if info.st_size > max_bytes:
-        size, limit = human_size(info.st_size), human_size(max_bytes)
-        reason = f"{size} is over the {limit} limit set in settings"
-        raise ParseError(FileStatus.TOO_LARGE, reason)
-    if info.st_size == 0:
-        raise ParseError(FileStatus.NO_TEXT, "empty file")
-    if fmt.zipped:
-        guard.check_zip(path, label=fmt.label, max_bytes=max_bytes)
-    return fmt.read(path)
+def _clean_and_cap(pages: tuple[Page, ...], max_text_bytes: int | None) -> tuple[tuple[Page, ...], str]:
+    """The pages with text, cleaned, up to `max_text_bytes` of UTF-8 in all; and a note when cut."""
+    kept: list[Page] = []
+    left = max_text_bytes if max_text_bytes is not None else -1
+    total = 0
+    for p in pages:
+        text, size = _clean(p.text)
+        total += size
+        if left == 0 or not text.strip():
+            continue
+        if 0 < left < size:
+            text = text.encode("utf-8")[:left].decode("utf-8", "ignore")
+            size = left
+        if left > 0:
+            left -= size
+        kept.append(Page(p.number, text))
+    note = ""
+    if max_text_bytes is not None and total > max_text_bytes:
+        note = (f"too much text ({human_size(total)}): only the first {human_size(max_text_bytes)} "
+                "is searchable (the limit is in settings)")
+    return tuple(kept), note
 
 
 def _failure(exc: Exception, label: str) -> ParseError:
@@ -123,14 +156,16 @@ def _failure(exc: Exception, label: str) -> ParseError:
     return ParseError(FileStatus.CORRUPT, f"this {label} {what}")
 
 
-def _clean(page_text: str) -> str:
-    """Drop NULs and lone surrogates, which parsers can emit and SQLite cannot store."""
+def _clean(page_text: str) -> tuple[str, int]:
+    """Drop NULs and lone surrogates, which parsers can emit and SQLite cannot store; and the
+    text's size in UTF-8."""
     page_text = page_text.replace("\x00", "")
     try:
-        page_text.encode("utf-8")
+        size = len(page_text.encode("utf-8"))
     except UnicodeEncodeError:
         page_text = page_text.encode("utf-8", "replace").decode("utf-8")
-    return page_text
+        size = len(page_text.encode("utf-8"))
+    return page_text, size
 
 
 def _describe(exc: BaseException) -> str:

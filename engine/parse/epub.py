@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import zipfile
-from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 from xml.etree import ElementTree
 
@@ -18,8 +18,8 @@ _XMLENC = "{http://www.w3.org/2001/04/xmlenc#}"
 _DOCUMENT_TYPES = frozenset({"application/xhtml+xml", "text/html"})
 
 
-def read(path: Path) -> tuple[Page, ...]:
-    with zipfile.ZipFile(path) as zf:
+def read(f: BinaryIO) -> tuple[Page, ...]:
+    with zipfile.ZipFile(f) as zf:
         opf_path = _package_path(zf)
         spine = _spine(zf, opf_path)
         if spine and _encrypted(zf) & set(spine):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import BinaryIO
 
 import openpyxl
 
@@ -12,8 +12,8 @@ from engine.types import Page
 MAX_CELLS = 1_000_000
 
 
-def read(path: Path) -> tuple[Page, ...]:
-    workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+def read(f: BinaryIO) -> tuple[Page, ...]:
+    workbook = openpyxl.load_workbook(f, read_only=True, data_only=True)
     try:
         pages = []
         budget = MAX_CELLS

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
+from typing import BinaryIO
 
 from engine.errors import ParseError
 from engine.types import FileStatus, human_size
@@ -17,7 +17,7 @@ _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
 
 
 
-def check_zip(path: Path, *, label: str, max_bytes: int) -> None:
+def check_zip(f: BinaryIO, *, label: str, max_bytes: int) -> None:
     """Refuse a zip container that is not a zip, is encrypted, or would expand too far.
 
     zipfile never yields more than a member's declared size, so summing the declared
@@ -25,15 +25,17 @@ def check_zip(path: Path, *, label: str, max_bytes: int) -> None:
     """
     limit = min(ZIP_EXPANSION_FACTOR * max_bytes, ZIP_EXPANSION_CEILING)
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(f) as zf:
             total = sum(info.file_size for info in zf.infolist())
     except zipfile.BadZipFile:
-        if _is_encrypted_office_file(path):
+        if _is_encrypted_office_file(f):
             raise ParseError(
                 FileStatus.ENCRYPTED,
                 f"this {label} is password-protected; Sift cannot read it without the password",
             ) from None
         raise
+    finally:
+        f.seek(0)  # the parser reads the same descriptor next
     if total > limit:
         raise ParseError(
             FileStatus.CORRUPT,
@@ -41,16 +43,16 @@ def check_zip(path: Path, *, label: str, max_bytes: int) -> None:
         )
 
 
-def _is_encrypted_office_file(path: Path) -> bool:
-    with open(path, "rb") as f:
-        if f.read(len(_OLE_MAGIC)) != _OLE_MAGIC:
-            return False
-        # The stream name sits in a directory sector that can be anywhere; the caller has
-        # already capped the file size, so a chunked scan stays bounded.
-        overlap = len(_ENCRYPTED_PACKAGE)
-        tail = b""
-        while chunk := f.read(1024 * 1024):
-            if _ENCRYPTED_PACKAGE in tail + chunk:
-                return True
-            tail = chunk[-overlap:]
+def _is_encrypted_office_file(f: BinaryIO) -> bool:
+    f.seek(0)
+    if f.read(len(_OLE_MAGIC)) != _OLE_MAGIC:
+        return False
+    # The stream name sits in a directory sector that can be anywhere; the caller has
+    # already capped the file size, so a chunked scan stays bounded.
+    overlap = len(_ENCRYPTED_PACKAGE)
+    tail = b""
+    while chunk := f.read(1024 * 1024):
+        if _ENCRYPTED_PACKAGE in tail + chunk:
+            return True
+        tail = chunk[-overlap:]
     return False

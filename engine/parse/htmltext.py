@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import re
 from html.parser import HTMLParser
-from pathlib import Path
+from typing import BinaryIO
 
 from engine.parse import text
 from engine.types import Page
@@ -87,5 +87,5 @@ def decode_html(data: bytes) -> str:
     return text.decode(data)
 
 
-def read(path: Path) -> tuple[Page, ...]:
-    return (Page(None, html_to_text(decode_html(path.read_bytes()))),)
+def read(f: BinaryIO) -> tuple[Page, ...]:
+    return (Page(None, html_to_text(decode_html(f.read()))),)

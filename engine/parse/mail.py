@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 from email import policy
 from email.message import EmailMessage
-from pathlib import Path
+from typing import BinaryIO
 
 from engine.parse import text
 from engine.parse.htmltext import decode_html, html_to_text
@@ -14,9 +14,8 @@ from engine.types import Page
 _HEADERS = ("Subject", "From", "To", "Cc", "Date")
 
 
-def read(path: Path) -> tuple[Page, ...]:
-    with open(path, "rb") as f:
-        message = email.message_from_binary_file(f, policy=policy.default)
+def read(f: BinaryIO) -> tuple[Page, ...]:
+    message = email.message_from_binary_file(f, policy=policy.default)
     lines = [f"{name}: {message[name]}" for name in _HEADERS if message[name]]
     body = message.get_body(preferencelist=("plain", "html"))
     if body is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
+from typing import BinaryIO
 from xml.etree import ElementTree
 
 from engine.errors import ParseError
@@ -16,16 +16,16 @@ _SPACE, _TAB, _LINE_BREAK = _TEXT + "s", _TEXT + "tab", _TEXT + "line-break"
 _ROW, _CELL = _TABLE + "table-row", _TABLE + "table-cell"
 
 
-def read(path: Path) -> tuple[Page, ...]:
-    with zipfile.ZipFile(path) as zf:
+def read(f: BinaryIO) -> tuple[Page, ...]:
+    with zipfile.ZipFile(f) as zf:
         if _is_encrypted(zf):
             raise ParseError(
                 FileStatus.ENCRYPTED,
                 "this OpenDocument file is password-protected; "
                 "Sift cannot read it without the password",
             )
-        with zf.open("content.xml") as f:
-            root = ElementTree.parse(f).getroot()
+        with zf.open("content.xml") as member:
+            root = ElementTree.parse(member).getroot()
     lines: list[str] = []
     _block(root, lines)
     return (Page(None, "\n".join(lines)),)

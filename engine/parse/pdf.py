@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from pathlib import Path
+from typing import BinaryIO
 
 from pypdf import PasswordType, PdfReader
 
@@ -15,9 +15,9 @@ from engine.types import FileStatus, Page
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
-def read(path: Path) -> tuple[Page, ...]:
+def read(f: BinaryIO) -> tuple[Page, ...]:
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(f)
     except NotImplementedError as exc:
         # Raised while setting up decryption, it means a security handler pypdf lacks
         # (certificates, for one): the file is protected, not damaged.

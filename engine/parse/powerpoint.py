@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from typing import BinaryIO
 
 import pptx
 from pptx.shapes.group import GroupShape
@@ -11,8 +11,8 @@ from pptx.shapes.group import GroupShape
 from engine.types import Page
 
 
-def read(path: Path) -> tuple[Page, ...]:
-    presentation = pptx.Presentation(str(path))
+def read(f: BinaryIO) -> tuple[Page, ...]:
+    presentation = pptx.Presentation(f)
     pages = []
     for number, slide in enumerate(presentation.slides, start=1):
         lines = list(_shape_lines(slide.shapes))

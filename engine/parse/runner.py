@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
 
 from engine.errors import ParseError
+from engine.parse.source import ParseJob, Unchanged
 from engine.types import FileStatus, ParsedFile
 
 DEFAULT_PARSE_FN = "engine.parse:parse"
@@ -24,13 +25,17 @@ STOP_POLL_S = 0.1  # how soon map() notices its stop event while every worker is
 
 _READY = "ready"  # a worker's first message: the clock for its first file starts only then
 
-Result = ParsedFile | ParseError
+Result = ParsedFile | Unchanged | ParseError
+Job = ParseJob | str
 ParseFn = Callable[..., ParsedFile]
 
 
 class ParseRunner:
     """Parses paths in up to `workers` long-lived spawned processes, each file under a time limit.
 
+    Each job is a path or a ParseJob (the inode the scan saw, the hash already indexed); the
+    worker opens the file once and reads only that descriptor (engine.parse.source). Text past
+    `max_text_bytes` is cut in the worker, before it is sent back.
     A file that takes longer than `timeout_s` gets FileStatus.TIMEOUT and its worker is killed;
     one that kills its worker gets FileStatus.CORRUPT; either way a fresh worker takes over and
     the file is not tried again. `workers=0` parses in this process, without a time limit.
@@ -43,6 +48,7 @@ class ParseRunner:
         workers: int,
         timeout_s: float,
         max_bytes: int,
+        max_text_bytes: int | None = None,
         memory_mb: int | None = 2048,
         parse_fn: str = DEFAULT_PARSE_FN,
     ) -> None:
@@ -53,6 +59,7 @@ class ParseRunner:
         self._workers = workers
         self._timeout_s = timeout_s
         self._max_bytes = max_bytes
+        self._max_text_bytes = max_text_bytes
         self._memory_mb = memory_mb
         self._parse_fn_name = parse_fn
         self._parse_fn = _resolve(parse_fn)  # fail here, not in every worker, on a bad name
@@ -62,7 +69,7 @@ class ParseRunner:
         self._maps: weakref.WeakSet[Iterator] = weakref.WeakSet()  # map() results not yet done
         self._closed = False
 
-    def map(self, paths: Iterable[str], *, stop: threading.Event | None = None) -> Iterator[tuple[str, Result]]:
+    def map(self, paths: Iterable[Job], *, stop: threading.Event | None = None) -> Iterator[tuple[str, Result]]:
         """Yield (path, ParsedFile or ParseError) once per path, in the order parsing finishes.
 
         Paths are taken from `paths` only as workers free up, so it may be a lazy iterable of
@@ -73,7 +80,7 @@ class ParseRunner:
         if self._closed:
             raise RuntimeError("this ParseRunner is closed")
         if self._workers == 0:
-            return ((path, self._parse_here(path)) for path in paths if stop is None or not stop.is_set())
+            return ((_path_of(job), self._parse_here(job)) for job in paths if stop is None or not stop.is_set())
         results = self._map_in_workers(iter(paths), stop)
         self._maps.add(results)
         return results
@@ -100,15 +107,15 @@ class ParseRunner:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _parse_here(self, path: str) -> Result:
+    def _parse_here(self, job: Job) -> Result:
         try:
-            return self._parse_fn(os.fspath(path), max_bytes=self._max_bytes)
+            return self._parse_fn(job, max_bytes=self._max_bytes, max_text_bytes=self._max_text_bytes)
         except ParseError as error:
             return error
         except Exception as exc:  # a parse_fn other than ours may raise anything
             return ParseError(FileStatus.CORRUPT, f"the parser failed: {exc!r}")
 
-    def _map_in_workers(self, paths: Iterator[str], stop: threading.Event | None) -> Iterator[tuple[str, Result]]:
+    def _map_in_workers(self, paths: Iterator[Job], stop: threading.Event | None) -> Iterator[tuple[str, Result]]:
         busy: dict[Connection, _Worker] = {}
         try:
             while True:
@@ -166,7 +173,7 @@ class ParseRunner:
             for worker in busy.values():
                 worker.kill()
 
-    def _assign(self, path: str) -> _Worker:
+    def _assign(self, path: Job) -> _Worker:
         worker = self._idle.pop() if self._idle else self._start_worker()
         try:
             worker.assign(path, self._timeout_s)
@@ -179,7 +186,7 @@ class ParseRunner:
     def _start_worker(self) -> _Worker:
         return _Worker(
             self._context,
-            args=(self._parse_fn_name, self._max_bytes, self._memory_mb),
+            args=(self._parse_fn_name, self._max_bytes, self._max_text_bytes, self._memory_mb),
         )
 
 
@@ -198,9 +205,9 @@ class _Worker:
         self.path: str | None = None
         self.deadline = time.monotonic() + STARTUP_TIMEOUT_S
 
-    def assign(self, path: str, timeout_s: float) -> None:
-        self.conn.send(os.fspath(path))
-        self.path = path
+    def assign(self, job: Job, timeout_s: float) -> None:
+        self.conn.send(job if isinstance(job, ParseJob) else os.fspath(job))
+        self.path = _path_of(job)
         if self.ready:
             self.deadline = time.monotonic() + timeout_s
 
@@ -219,7 +226,8 @@ class _Worker:
         self.conn.close()
 
 
-def _worker_main(conn: Connection, parse_fn: str, max_bytes: int, memory_mb: int | None) -> None:
+def _worker_main(conn: Connection, parse_fn: str, max_bytes: int, max_text_bytes: int | None,
+                 memory_mb: int | None) -> None:
     """Entry point of a worker process: parse each path received until told to stop."""
     # Ctrl+C in a terminal reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -228,13 +236,13 @@ def _worker_main(conn: Connection, parse_fn: str, max_bytes: int, memory_mb: int
     conn.send(_READY)
     while True:
         try:
-            path = conn.recv()
+            job = conn.recv()
         except EOFError:  # the parent is gone
             return
-        if path is None:
+        if job is None:
             return
         try:
-            result: Result = parse(path, max_bytes=max_bytes)
+            result: Result = parse(job, max_bytes=max_bytes, max_text_bytes=max_text_bytes)
         except ParseError as error:
             result = error
             if isinstance(error.__cause__, MemoryError) and memory_mb is not None:
@@ -273,6 +281,10 @@ def _limit_memory(memory_mb: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     except (ValueError, OSError):  # macOS refuses RLIMIT_AS; the timeout still applies
         pass
+
+
+def _path_of(job: Job) -> str:
+    return job.path if isinstance(job, ParseJob) else os.fspath(job)
 
 
 def _resolve(name: str) -> ParseFn:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import codecs
-from pathlib import Path
+from typing import BinaryIO
 
 import charset_normalizer
 
@@ -61,5 +61,5 @@ def normalize_newlines(s: str) -> str:
     return s.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read(path: Path) -> tuple[Page, ...]:
-    return (Page(None, normalize_newlines(decode(path.read_bytes()))),)
+def read(f: BinaryIO) -> tuple[Page, ...]:
+    return (Page(None, normalize_newlines(decode(f.read()))),)

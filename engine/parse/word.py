@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from typing import BinaryIO
 
 import docx
 from docx.table import Table
@@ -11,8 +11,8 @@ from docx.table import Table
 from engine.types import Page
 
 
-def read(path: Path) -> tuple[Page, ...]:
-    document = docx.Document(str(path))
+def read(f: BinaryIO) -> tuple[Page, ...]:
+    document = docx.Document(f)
     return (Page(None, "\n".join(_lines(document))),)
 
 

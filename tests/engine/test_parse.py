@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import builtins
 import errno
-import io
 import os
 import random
 import zipfile
@@ -381,15 +379,14 @@ def test_unreadable_by_permissions(tmp_path):
 def test_unreadable_when_the_os_refuses(tmp_path, monkeypatch, exc, suffix):
     path = tmp_path / f"file{suffix}"
     path.write_text("hello")
-    real_open = builtins.open
+    real_open = os.open
 
-    def refusing_open(file, *args, **kwargs):
+    def refusing_open(file, *args, **kwargs):  # every read of a file starts with this os.open
         if os.fspath(file) == str(path):
             raise exc
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "open", refusing_open)
-    monkeypatch.setattr(io, "open", refusing_open)
+    monkeypatch.setattr(os, "open", refusing_open)
     assert failure(path).status == FileStatus.UNREADABLE
 
 
