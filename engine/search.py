@@ -70,7 +70,18 @@ RERANK_CACHE_SIZE = 20_000
 PASSAGES_PER_HIT = 3
 SNIPPET_CHARS = 240
 
-_STOPWORDS = frozenset(["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "of", "on", "or", "so", "than", "that", "the", "their", "there", "these", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your"])
+# Words BM25 ignores: NLTK's English list (what bm25s calls "en plus", contractions split as
+# FTS5 splits them) and question words. On ../shared/data/ir (bench/bm25_reference.py) the
+# 33-word list of bm25s' "en" costs Cranfield 0.010 and CISI 0.027 nDCG@10 against this one.
+_STOPWORDS = frozenset("""
+a about above after again against ain all am an and any are aren as at be because been before being below
+between both but by can couldn d did didn do does doesn doing don down during each few for from further had
+hadn has hasn have haven having he her here hers herself him himself his how i if in into is isn it its itself
+just ll m ma me mightn more most mustn my myself needn no nor not now o of off on once only or other our ours
+ourselves out over own re s same shan she should shouldn so some such t than that the their theirs them
+themselves then there these they this those through to too under until up ve very was wasn we were weren what
+when where which while who whom why will with won would wouldn y you your yours yourself yourselves
+""".split())
 _FILTER = re.compile(r'(?<!\S)(type|in|after|before):("[^"]*"|\S+)', re.IGNORECASE)
 _PHRASE = re.compile(r'(?<!\S)(-?)"([^"]+)"')
 _EXCLUDE = re.compile(r"(?<!\S)-(\w[\w'-]*)")
@@ -88,28 +99,53 @@ class Query:
 
     raw: str
     text: str                              # for the embedding model: filters and exclusions removed
-    terms: tuple[str, ...] = ()            # words to match and highlight
-    phrases: tuple[str, ...] = ()
+    terms: tuple[str, ...] = ()            # words to match and highlight, each once
+    phrases: tuple[str, ...] = ()          # "quoted phrases": every hit contains each of them
     excluded: tuple[str, ...] = ()
     where: ChunkFilter = field(default_factory=ChunkFilter)
+    words: tuple[str, ...] = ()            # every word as typed (lowercased), repeats kept
 
     def keywords(self) -> list[str]:
         """The words BM25 matches: the terms less stop words (all of them if nothing else is left)."""
         return [t for t in self.terms if t not in _STOPWORDS] or list(self.terms)
 
-    def fts(self, words: Sequence[str] | None = None, *, every: bool = False) -> str | None:
-        """The FTS5 MATCH expression: any term or phrase (BM25 ranks), none of the excluded.
+    def weights(self) -> dict[str, int]:
+        """How often each keyword occurs in the query: a pasted paragraph names its subject more
+        than once. BM25 weighs a query word by its count (as bm25s and Lucene do); FTS5 does when
+        the word is repeated in the expression. Without it CISI's BM25 nDCG@10 drops 0.408 → 0.314."""
+        counts = dict.fromkeys(self.keywords(), 0)
+        for w in self.words:
+            if w in counts:
+                counts[w] += 1
+        return {w: max(1, n) for w, n in counts.items()}
+
+    def fts(self, words: Sequence[str] | None = None, *, every: bool = False, repeat: bool = True) -> str | None:
+        """The FTS5 MATCH expression: any keyword (BM25 ranks), every phrase, none of the excluded.
 
         words: match only these of the query's keywords (default: all of them).
-        every: chunks must hold all of those words (phrases still count on their own)."""
+        every: chunks must hold all of those words.
+        repeat: a word occurring n times in the query is n terms of the expression (its weight)."""
         words = self.keywords() if words is None else words
-        parts = [_quote(w) for w in words]
+        weights = self.weights() if repeat and not every else {}
+        parts = [_quote(w) for w in words for _ in range(weights.get(w, 1))]
         if every and len(parts) > 1:
             parts = ["(" + " AND ".join(parts) + ")"]
-        parts += [_quote(p) for p in self.phrases]
-        if not parts:
+        phrases = [_quote(p) for p in self.phrases]
+        if not parts and not phrases:
             return None
         expr = " OR ".join(parts)
+        if phrases:
+            required = " AND ".join(phrases)
+            expr = f"({expr}) AND {required}" if parts else required
+        if self.excluded:
+            expr = f"({expr}) NOT ({' OR '.join(_quote(x) for x in self.excluded)})"
+        return expr
+
+    def required(self) -> str | None:
+        """The FTS5 expression every hit must match (its phrases, none of its exclusions); None: no constraint."""
+        if not self.phrases:
+            return None
+        expr = " AND ".join(_quote(p) for p in self.phrases)
         if self.excluded:
             expr = f"({expr}) NOT ({' OR '.join(_quote(x) for x in self.excluded)})"
         return expr
@@ -126,8 +162,15 @@ def _date_ns(value: str) -> int:
         raise SiftError(f"{value!r} is not a date; write dates as YYYY-MM-DD, e.g. after:2024-01-01.") from None
 
 
-def parse_query(raw: str, *, folders_base: Sequence[str] = ()) -> Query:
-    """Split `"exact phrase" -excluded type:pdf in:folder after:2024-01-01 words` into its parts."""
+def parse_query(raw: str, *, folders_base: Sequence[str] = (), literal: bool = False) -> Query:
+    """Split `"exact phrase" -excluded type:pdf in:folder after:2024-01-01 words` into its parts.
+
+    literal: the text is only words (a test collection's query, a pasted paragraph): quotes,
+    dashes and colons in it are not syntax."""
+    if literal:
+        text = " ".join(raw.split())
+        words = tuple(w.lower() for w in _WORD.findall(text))
+        return Query(raw=raw, text=text, terms=tuple(dict.fromkeys(words)), words=words)
     kinds, folders, after, before = [], [], None, None
     for m in _FILTER.finditer(raw):
         key, value = m.group(1).lower(), m.group(2).strip('"')
@@ -147,8 +190,9 @@ def parse_query(raw: str, *, folders_base: Sequence[str] = ()) -> Query:
     excluded += _EXCLUDE.findall(rest)
     rest = _EXCLUDE.sub(" ", rest)
     text = " ".join(rest.split())
-    terms = tuple(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
-    return Query(raw=raw, text=text, terms=terms, phrases=tuple(p for p in phrases if p),
+    words = tuple(w.lower() for w in _WORD.findall(text))
+    terms = tuple(dict.fromkeys(words))
+    return Query(raw=raw, text=text, terms=terms, words=words, phrases=tuple(p for p in phrases if p),
                  excluded=tuple(excluded),
                  where=ChunkFilter(kinds=tuple(dict.fromkeys(kinds)), folders=tuple(folders),
                                    after_ns=after, before_ns=before))
@@ -324,11 +368,11 @@ class Searcher:
         found = self._keyword_search(query)
         return found, (time.perf_counter() - t) * 1000
 
-    def search(self, raw: str, *, limit: int = 10, mode: str = "auto") -> SearchResult:
+    def search(self, raw: str, *, limit: int = 10, mode: str = "auto", literal: bool = False) -> SearchResult:
         if mode not in MODES:
             raise SiftError(f"Unknown search mode {mode!r}; use one of {', '.join(MODES)}.")
         timings: dict[str, float] = {}
-        query = parse_query(raw, folders_base=self._roots())
+        query = parse_query(raw, folders_base=self._roots(), literal=literal)
         reranker = self._reranker() if mode in ("auto", "rerank") else None
         note = ""
         if mode == "rerank" and reranker is None:
@@ -361,11 +405,14 @@ class Searcher:
             found, timings["bm25"] = keywords.result() if keywords else self._timed_keyword_search(query)
             for rank, (cid, _) in enumerate(found, 1):
                 cands.setdefault(cid, _Candidate(cid)).keyword_rank = rank
-        if query.excluded:  # the dense side knows nothing of `-word`: drop chunks containing one
-            banned = self.catalog.keyword_search(" OR ".join(_quote(x) for x in query.excluded),
-                                                 limit=len(cands) + 1_000_000, where=query.where)
-            for cid, _ in banned:
-                cands.pop(cid, None)
+        # The dense side knows nothing of "phrases" and -words: keep only the chunks that hold
+        # every phrase, and drop those holding an excluded word.
+        if query.phrases:
+            allowed = self.catalog.matching_ids(query.required() or "", among=cands)
+            cands = {cid: c for cid, c in cands.items() if cid in allowed}
+        elif query.excluded:
+            banned = self.catalog.matching_ids(" OR ".join(_quote(x) for x in query.excluded), among=cands)
+            cands = {cid: c for cid, c in cands.items() if cid not in banned}
         rows = self.catalog.chunks_by_id(list(cands))
         ranked = [c for c in cands.values() if c.chunk_id in rows]
         _fuse(ranked, rows)
@@ -418,10 +465,11 @@ class Searcher:
         words took 150 ms over 20k chunks at 1M); common words weigh little in BM25 (low IDF) and the
         dense side still matches on them. When even the rarest word is over, it runs over the
         chunks holding the three rarest words together. Small collections are never narrowed:
-        capping words always cost CISI's long queries BM25 nDCG@10 0.338 → 0.312 (16 words)."""
+        capping words always cost CISI's long queries BM25 nDCG@10 0.338 → 0.312 (16 words): a
+        catalog of at most KEYWORD_MAX_SCORED chunks is scored whole whatever the words."""
         expr = query.fts()
         words = query.keywords()
-        if expr is None or len(words) < 2:
+        if expr is None or len(words) < 2 or self.catalog.chunk_id_bound() <= KEYWORD_MAX_SCORED:
             return expr
         counts: dict[str, int] = {}
         cap, total = KEYWORD_MAX_SCORED + 1, 0
@@ -447,7 +495,8 @@ class Searcher:
             sample = {w: self.catalog.count_matches(_quote(w), cap=RARITY_SAMPLE, among_last=RARITY_SAMPLE)
                       for w in rarest}
             rarest = sorted(rarest, key=sample.__getitem__)[:3]
-        narrow = query.fts(kept) if kept else query.fts(rarest, every=True)
+        # Narrowed, each word counts once: its repeats would cost as much as more words would.
+        narrow = query.fts(kept, repeat=False) if kept else query.fts(rarest, every=True)
         log.debug("keyword search narrowed to %s (chunks per word: %s)", narrow, counts)
         return narrow
 

@@ -48,7 +48,7 @@ def test_parse_query_splits_filters_phrases_and_exclusions(tmp_path):
     assert q.text == "mineral deposits boiler" and q.terms == ("mineral", "deposits", "boiler")
     assert q.where.kinds == ("pdf", "docx") and q.where.folders == (str(tmp_path / "papers"),)
     assert q.where.after_ns == 1704153600 * 10**9 and q.where.before_ns == 1735689600 * 10**9
-    assert q.fts() == '("mineral" OR "deposits" OR "boiler" OR "mineral deposits") NOT ("vinegar")'
+    assert q.fts() == '(("mineral" OR "deposits" OR "boiler") AND "mineral deposits") NOT ("vinegar")'
 
 
 def test_query_aliases_stopwords_and_bad_dates():
@@ -56,6 +56,12 @@ def test_query_aliases_stopwords_and_bad_dates():
     assert parse_query("how do I descale it").fts() == '"descale"'
     assert parse_query("the of").fts() == '"the" OR "of"', "all stopwords: keep them rather than nothing"
     assert parse_query("well-known \"quotes\" and 'apostrophes'").fts()  # never an FTS syntax error
+    assert parse_query("heat transfer and the heat of the flow").fts() == '"heat" OR "heat" OR "transfer" OR "flow"', \
+        "a word said twice weighs twice in BM25"
+    assert parse_query('"exact words" boiler').fts() == '("exact" OR "words" OR "boiler") AND "exact words"'
+    literal = parse_query('a "quoted" word -never in:town', literal=True)
+    assert not literal.phrases and not literal.excluded and not literal.where
+    assert literal.fts() == '"quoted" OR "word" OR "never" OR "town"'
     with pytest.raises(SiftError, match="YYYY-MM-DD"):
         parse_query("after:yesterday")
 
@@ -110,6 +116,14 @@ def test_phrases_and_exclusions(engine):
         set(names(engine.search('"mineral deposits"', mode="bm25"))) == {"coffee.txt", "manual.pdf"}
     assert "coffee.txt" not in names(engine.search("descaling -boiler", mode="hybrid"))
     assert "manual.pdf" in names(engine.search("descaling -boiler", mode="hybrid"))
+
+
+def test_a_quoted_phrase_is_a_requirement_on_both_sides(engine):
+    for mode in ("hybrid", "dense", "bm25"):
+        hits = engine.search('migrating birds "mineral deposits"', mode=mode)
+        assert set(names(hits)) == {"coffee.txt", "manual.pdf"}, mode  # not birds.html, the nearest in meaning
+    assert engine.search('"deposits mineral"') == [], "the words in that order, or nothing"
+    assert names(engine.search('"mineral deposits" -boiler')) == ["manual.pdf"]
 
 
 def test_filters_apply_inside_stage_one(engine, docs):
