@@ -117,6 +117,9 @@ class MainWindow(QMainWindow):
         self.search.failed.connect(self._show_error)
         self.search.failed_rerank.connect(self._rerank_failed)
         self._first_stage_shown = False  # the results on screen are a first stage the rerank will replace
+        self._user_moved = False      # the user chose the selected row (keys, mouse): only then is it followed
+        self._placing = False         # the window itself is setting the current row
+        self._stale = False           # files were indexed since these results; F5 searches again
         self.search.cleared.connect(self._show_idle)
         self.model = ResultsModel(self)
         self.warm = "warming"  # warming | ready | failed
@@ -359,6 +362,7 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+L"), self, activated=self.focus_search)
         QShortcut(QKeySequence("Ctrl+F"), self, activated=self.focus_search)
         QShortcut(QKeySequence("Ctrl+,"), self, activated=self.settingsRequested)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Refresh), self, activated=self.refresh)
 
     # -- public -------------------------------------------------------------------------------------
 
@@ -520,12 +524,14 @@ class MainWindow(QMainWindow):
     def _show_results(self, query: str, hits: list) -> None:
         self._loading_timer.stop()
         previous = self.current_hit()
-        # Reranked results replacing this query's first stage: a selection the user moved stays
-        # on its document; one left on the first row follows the new best result.
-        if (query == self.model.query and self._first_stage_shown
-                and self.results.currentIndex().row() <= 0):
+        # A new query starts at its best result. The same query's better results (meaning after
+        # words, reranked after first stage, a refresh) keep a row only the user chose, on its
+        # document; a row the window chose itself is never followed to a new rank.
+        if query != self.model.query or not self._user_moved:
             previous = None
+            self._user_moved = False
         self._first_stage_shown = self.search.refining
+        self._stale = False
         self.model.set_results(query, hits, self.search.mode)
         n = len(hits)
         count = f"{n} document{'s' if n != 1 else ''}" if n else ""
@@ -539,10 +545,23 @@ class MainWindow(QMainWindow):
             self._show_empty(query)
         else:
             self.stack.setCurrentWidget(self.splitter)
-            row = next((i for i, h in enumerate(hits) if previous is not None and h.path == previous.path), 0)
-            self.results.setCurrentIndex(self.model.index(row))
-            self.results.scrollTo(self.model.index(row))
+            row = next((i for i, h in enumerate(hits) if previous is not None and h.path == previous.path), None)
+            if row is None:
+                self._user_moved = False
+            self._place(row or 0)
         self.resultsShown.emit(query, n)
+
+    def _place(self, row: int) -> None:
+        """Make `row` current as the window's choice (not the user's), and show it; row 0 shows the top."""
+        self._placing = True
+        try:
+            self.results.setCurrentIndex(self.model.index(row))
+        finally:
+            self._placing = False
+        if row == 0:
+            self.results.scrollToTop()
+        else:
+            self.results.scrollTo(self.model.index(row))
 
     def _rerank_failed(self, query: str, note: str) -> None:
         self._first_stage_shown = False
@@ -591,6 +610,8 @@ class MainWindow(QMainWindow):
             self.stack.setCurrentWidget(self.welcome_page if self.engine.using_samples else self.home_page)
 
     def _current_changed(self, current, _previous) -> None:
+        if not self._placing and current.isValid():
+            self._user_moved = True
         hit = current.data(Qt.ItemDataRole.UserRole + 1) if current.isValid() else None
         if hit is None:
             self.preview.clear()
@@ -598,8 +619,20 @@ class MainWindow(QMainWindow):
             self.preview.show_hit(self.model.query, hit)
 
     def _index_finished(self, _report) -> None:
-        # New files may match what is on screen: search again, keeping the selection.
-        if self.search.shown_query and self.search.shown_query == self.search.query:
+        # New files may match what is on screen. Searching again would reorder the list under
+        # someone moving through it: then the list stays, and F5 (or the next query) refreshes.
+        if not (self.search.shown_query and self.search.shown_query == self.search.query):
+            return
+        if self._user_moved and self.stack.currentWidget() is self.splitter:
+            self._stale = True
+            self.count_label.setText(self.count_label.text().split(" · New files")[0]
+                                     + " · New files were indexed: F5 searches again")
+            return
+        self.search.search_now()
+
+    def refresh(self) -> None:
+        """F5: the same search again, keeping the chosen row on its document."""
+        if self.search.query:
             self.search.search_now()
 
     def closeEvent(self, event: QCloseEvent) -> None:
