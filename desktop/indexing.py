@@ -254,8 +254,12 @@ class Indexer(QObject):
     def _set(self, **changes) -> None:
         new = replace(self.state, **changes)
         if new != self.state:
-            self.state = new
+            old, self.state = self.state, new
             self.changed.emit(new)
+            # A batch with files that could not be read was committed: the problem list follows
+            # at once, so the panel never shows "3 failed" over an empty list of problem files.
+            if new.progress.files_failed != old.progress.files_failed and new.progress.files_failed:
+                self.refresh_status()
 
 
 def mark_for_retry(engine: Engine, paths: list[str]) -> int:

@@ -28,7 +28,7 @@ from desktop.opener import ResultActions
 from desktop.preview import PreviewPane
 from desktop.results import ResultsModel, ResultsView
 from desktop.search import SearchController
-from desktop.status import StatusLine
+from desktop.status import StatusLine, reading_text
 from desktop.tasks import Tasks
 from engine import Engine, Hit
 
@@ -56,6 +56,11 @@ def filter_words(kind: str, folder: str, days: int, *, today: date | None = None
         since = (today or date.today()) - timedelta(days=days)
         words.append(f"after:{since.isoformat()}")
     return " ".join(words)
+
+
+def files_seen_of(p) -> str:
+    """'3 of 14': files read of the run's total, as the status bar counts them."""
+    return reading_text(p).removesuffix(" files").removesuffix(" file")
 
 
 def _title(text: str) -> QLabel:
@@ -120,6 +125,7 @@ class MainWindow(QMainWindow):
         self._user_moved = False      # the user chose the selected row (keys, mouse): only then is it followed
         self._placing = False         # the window itself is setting the current row
         self._stale = False           # files were indexed since these results; F5 searches again
+        self._empty_mark: tuple = ()  # (running, files done) when the empty page last searched again
         self.search.cleared.connect(self._show_idle)
         self.model = ResultsModel(self)
         self.warm = "warming"  # warming | ready | failed
@@ -155,6 +161,7 @@ class MainWindow(QMainWindow):
         self.tray_note.hide()
         self.statusBar().addPermanentWidget(self.tray_note)
         indexer.finished.connect(self._index_finished)
+        indexer.changed.connect(self._index_progressed)
         indexer.statusChanged.connect(lambda _: self._refresh_idle_texts())
 
         self._install_keys()
@@ -568,16 +575,35 @@ class MainWindow(QMainWindow):
         n = self.model.rowCount()
         self.count_label.setText(f"{n} document{'s' if n != 1 else ''} · {note}")
 
+    def _samples_not_ready(self) -> bool:
+        """The first run: the sample documents are still being read, so an empty result means nothing yet."""
+        if not self.engine.using_samples:
+            return False
+        status = self.indexer.state.status
+        never_indexed = status is None or not status.files_by_status.get("indexed")
+        return self.indexer.state.running or (self.indexer.busy and never_indexed)
+
     def _show_empty(self, query: str) -> None:
         words = self.search.text.strip()
+        state = self.indexer.state
+        if self._samples_not_ready():
+            p = state.progress
+            counted = f": {files_seen_of(p)}" if p.files_total else "…"
+            self.empty_title.setText(f"Sift is still reading its samples{counted}")
+            self.empty_text.setText("Results appear here as soon as the sample documents are read; "
+                                    "this takes a moment on the first start.")
+            self.clear_filters_button.hide()
+            self.stack.setCurrentWidget(self.empty_page)
+            self.preview.clear()
+            return
         self.empty_title.setText(f"Nothing found for “{words}”" if words else "No documents match these filters")
         hints = ["Try other words, or describe what the passage is about."]
         if self._filters_active():
             hints.append("Filters are on; clearing them searches everything.")
-        state = self.indexer.state
-        if state.running:
-            hints.append(f"Sift is still indexing ({state.progress.files_done:,} of "
-                         f"{state.progress.files_total:,} files), so more may turn up.")
+        if state.running and state.progress.files_total:
+            hints.append(f"Sift is still indexing ({reading_text(state.progress)}), so more may turn up.")
+        elif state.running:
+            hints.append("Sift is still looking for files, so more may turn up.")
         self.empty_text.setText(" ".join(hints))
         self.clear_filters_button.setVisible(self._filters_active())
         self.stack.setCurrentWidget(self.empty_page)
@@ -629,6 +655,17 @@ class MainWindow(QMainWindow):
                                      + " · New files were indexed: F5 searches again")
             return
         self.search.search_now()
+
+    def _index_progressed(self, state) -> None:
+        # "Still reading its samples: 3 of 14" counts up, and each committed batch may hold the answer.
+        if not (self.stack.currentWidget() is self.empty_page and self.engine.using_samples and self.search.query):
+            return
+        mark = (state.running, state.progress.files_done)
+        if mark != self._empty_mark:
+            self._empty_mark = mark
+            self.search.search_now()
+        elif self._samples_not_ready() and state.progress.files_total:
+            self.empty_title.setText(f"Sift is still reading its samples: {files_seen_of(state.progress)}")
 
     def refresh(self) -> None:
         """F5: the same search again, keeping the chosen row on its document."""

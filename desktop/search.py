@@ -86,6 +86,8 @@ class SearchController(QObject):
     def search_now(self) -> None:
         self._timer.stop()
         query = self.query
+        if self.tasks.closed:  # the app is quitting; a late signal asked for this
+            return
         if not query:
             self.cleared.emit()
             return

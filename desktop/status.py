@@ -31,13 +31,17 @@ from engine import Problem, Progress, StatusReport
 PROBLEM_LABELS = {
     "unsupported": "Not a kind of file Sift reads",
     "encrypted": "Encrypted",
-    "corrupt": "Damaged or unreadable format",
+    "corrupt": "Damaged, or in a form Sift cannot read",
     "too-large": "Larger than the size limit",
-    "timeout": "Timed out",
-    "no-text": "No text, probably a scan",
+    "timeout": "Took too long to read",
+    "no-text": "Skipped: no text in it",
     "unreadable": "Cannot be read",
     "vanished": "Moved or deleted while indexing",
 }
+# Where a reason goes on with a parser library's own message: a person is shown the part before
+# it (the library's words, e.g. "The filter name /A85 is deprecated…", go to the tooltip only).
+LIBRARY_MESSAGE_AFTER = ("could not be read:", "is damaged:", "holds broken XML:", "the parser failed:",
+                         "the parser's result was unusable:")
 
 
 def _count(n: int, word: str) -> str:
@@ -54,19 +58,55 @@ def _duration(seconds: float) -> str:
 
 
 def eta_seconds(p: Progress) -> float | None:
-    eta = getattr(p, "eta_s", None)  # the engine's own estimate, when it gives one
-    if eta is not None:
-        return eta if eta > 0 else None
-    left = p.files_total - p.files_done - p.files_failed
-    return left / p.rate if p.rate > 0 and left > 0 else None
+    """The engine's estimate of the time left; None until it is reliable (the engine says when)."""
+    eta = getattr(p, "eta_s", None)
+    return eta if eta is not None and eta > 0 else None
+
+
+def files_seen(p: Progress) -> int:
+    """Files read so far in this run: the one count the status bar, the panel and the empty page show."""
+    return max(getattr(p, "files_read", 0), p.files_done)
+
+
+def reading_text(p: Progress) -> str:
+    """'Indexing 330 of 652 files': the same words wherever indexing progress is mentioned."""
+    return f"{files_seen(p):,} of {_count(p.files_total, 'file')}"
+
+
+def is_skipped(problem: Problem) -> bool:
+    """A file with no text (a scan, an empty file) is skipped, not a failure: nothing is wrong with it."""
+    return str(problem.status) == "no-text"
 
 
 def problem_reason(problem: Problem) -> str:
-    label = PROBLEM_LABELS.get(str(problem.status), str(problem.status).replace("-", " ").capitalize())
-    reason = problem.reason.strip()
-    if reason and reason.lower().rstrip(".") != label.lower():
+    """The reason in a person's words: no parser library's internals, no word said twice."""
+    status, reason = str(problem.status), problem.reason.strip()
+    low = reason.lower()
+    if status == "no-text":
+        if "scan" in low or "text layer" in low:
+            return "Skipped: a scan with no text layer, needs OCR"
+        if "empty" in low:
+            return "Skipped: the file is empty"
+        return PROBLEM_LABELS["no-text"]
+    label = PROBLEM_LABELS.get(status, status.replace("-", " ").capitalize())
+    for marker in LIBRARY_MESSAGE_AFTER:
+        if marker.lower() in low:
+            return label
+    reason = reason.removeprefix("this ").strip()
+    if reason and reason.lower().rstrip(".") != label.lower() and not label.lower().startswith(reason.lower()):
         return f"{label}: {reason}"
     return label
+
+
+def problems_text(problems: tuple[Problem, ...] | list[Problem]) -> str:
+    """' · 7 could not be read · 3 skipped (no text)' for the status bar; '' when there are none."""
+    skipped = sum(1 for p in problems if is_skipped(p))
+    failed = len(problems) - skipped
+    text = f" · {failed:,} could not be read" if failed else ""
+    if skipped:
+        scans = sum(1 for p in problems if is_skipped(p) and "scan" in problem_reason(p))
+        text += f" · {skipped:,} skipped" + (", need OCR" if scans == skipped else " (no text)")
+    return text
 
 
 def summary(state: IndexState) -> str:
@@ -80,7 +120,7 @@ def summary(state: IndexState) -> str:
             return "Looking for new and changed files…"
         if p.phase == "saving":
             return "Saving the index…"
-        text = f"Indexing {p.files_done + p.files_failed:,} of {_count(p.files_total, 'file')}"
+        text = f"Indexing {reading_text(p)}"
         if p.rate > 0:
             text += f" · {p.rate:.1f} files/s"
         eta = eta_seconds(p)
@@ -95,8 +135,7 @@ def summary(state: IndexState) -> str:
     indexed = status.files_by_status.get("indexed", 0)
     text = (f"Searching {_count(indexed, 'sample document')}" if status.using_samples
             else f"{_count(indexed, 'file')} indexed")
-    if status.problems:
-        text += f" · {len(status.problems):,} could not be read"
+    text += problems_text(status.problems)
     offline = getattr(p, "offline", ())
     if offline:
         text += f" · {_count(len(offline), 'folder')} offline"
@@ -142,7 +181,7 @@ class StatusLine(QWidget):
         p = state.progress
         if state.running and p.files_total:
             self.bar.setRange(0, p.files_total)
-            self.bar.setValue(p.files_done + p.files_failed)
+            self.bar.setValue(files_seen(p))
             self.bar.show()
         elif state.running:
             self.bar.setRange(0, 0)  # busy: scanning
@@ -186,7 +225,7 @@ class IndexPanel(QDialog):
         self.bar = QProgressBar()
         self.bar.setTextVisible(False)
         self.bar.setFixedHeight(8)
-        self.queued_fig, self.done_fig, self.failed_fig = _Figure("queued"), _Figure("done"), _Figure("failed")
+        self.queued_fig, self.done_fig, self.failed_fig = _Figure("to read"), _Figure("read"), _Figure("not searchable")
         self.rate_fig, self.eta_fig = _Figure("files per second"), _Figure("time left")
         self.figures = QWidget()
         figures = QGridLayout(self.figures)
@@ -228,12 +267,14 @@ class IndexPanel(QDialog):
         self.problems.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.problems.setUniformRowHeights(True)
         header = self.problems.header()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        # The file's name is what a person looks for: it gets the room; the reason is short.
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
-        self.problems.setColumnWidth(0, 200)
-        self.problems.setColumnWidth(2, 160)
+        self.problems.setColumnWidth(1, 280)
+        self.problems.setColumnWidth(2, 150)
+        self.problems.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.problems.itemDoubleClicked.connect(lambda item, _: self.revealRequested.emit(item.data(0, Qt.ItemDataRole.UserRole)))
         self.no_problems = QLabel("Every file Sift found could be read.")
         theme.dim(self.no_problems)
@@ -291,27 +332,27 @@ class IndexPanel(QDialog):
         self.headline.setToolTip(state.error)
         active = state.running or state.paused
         self.figures.setVisible(active)
-        left = max(0, p.files_total - p.files_done - p.files_failed)
+        left = max(0, p.files_total - files_seen(p))
         self.queued_fig.set(f"{left:,}" if active else "–")
-        self.done_fig.set(f"{p.files_done:,}" if active or p.files_total else "–")
+        self.done_fig.set(f"{files_seen(p):,}" if active or p.files_total else "–")
         self.failed_fig.set(f"{p.files_failed:,}" if active or p.files_total else "–")
         self.rate_fig.set(f"{p.rate:.1f}" if state.running and p.rate else "–")
         eta = eta_seconds(p) if state.running else None
         self.eta_fig.set(_duration(eta) if eta is not None else "–")
         if state.running and p.files_total:
             self.bar.setRange(0, p.files_total)
-            self.bar.setValue(p.files_done + p.files_failed)
+            self.bar.setValue(files_seen(p))
         elif state.running:
             self.bar.setRange(0, 0)
         elif state.paused and p.files_total:
             self.bar.setRange(0, p.files_total)
-            self.bar.setValue(p.files_done + p.files_failed)
+            self.bar.setValue(files_seen(p))
         self.bar.setVisible(state.running or (state.paused and bool(p.files_total)))
         name = os.path.basename(p.current_file) if state.running and p.current_file else ""
         self.current.setText(f"Reading {name}" if name else "")
         self.current.setVisible(bool(name))
         self.pause_button.setText("Resume" if state.paused else "Pause")
-        self.pause_button.setEnabled(state.running or state.paused or self.indexer.service is not None)
+        self.pause_button.setEnabled(state.running or state.paused)  # nothing to pause otherwise
         self.index_button.setEnabled(not state.running)
         notes = []
         if getattr(p, "watching", False) and not state.paused:
@@ -330,7 +371,12 @@ class IndexPanel(QDialog):
         where = "the sample documents" if status.using_samples else _count(len(status.folders), "folder")
         self.totals.setText(f"{_count(files, 'file')} in {where} · {_count(status.chunks, 'passage')} · "
                             f"{size_mb:.1f} MB on disk · model {status.model}")
-        self.problems_title.setText(f"Files Sift could not read ({len(status.problems):,})")
+        skipped = sum(1 for p in status.problems if is_skipped(p))
+        failed = len(status.problems) - skipped
+        title = f"Files Sift could not read ({failed:,})"
+        if skipped:
+            title += f" and files skipped because they hold no text ({skipped:,})"
+        self.problems_title.setText(title)
         selected = {item.data(0, Qt.ItemDataRole.UserRole) for item in self.problems.selectedItems()}
         self.problems.clear()
         for problem in status.problems:
@@ -338,7 +384,7 @@ class IndexPanel(QDialog):
                                     os.path.dirname(problem.path)])
             item.setData(0, Qt.ItemDataRole.UserRole, problem.path)
             item.setToolTip(0, problem.path)
-            item.setToolTip(1, problem.reason or problem_reason(problem))
+            item.setToolTip(1, f"{problem_reason(problem)}\n\n{problem.reason}" if problem.reason else problem_reason(problem))
             self.problems.addTopLevelItem(item)
             item.setSelected(problem.path in selected)
         has = bool(status.problems)

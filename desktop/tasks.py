@@ -86,6 +86,11 @@ class Tasks(QObject):
         self._closed = False
         self._relay.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
 
+    @property
+    def closed(self) -> bool:
+        """Shut down: no more work is taken (late signals at quit must not start any)."""
+        return self._closed
+
     def run(self, fn: Callable[[], Any], *, done: Callable[[Any], None] | None = None,
             error: Callable[[BaseException], None] | None = None, key: str | None = None,
             lane: str = "work", name: str = "", on_cancel: Callable[[], None] | None = None) -> Task:

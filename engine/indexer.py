@@ -55,6 +55,10 @@ BATCH_CHUNKS = 512
 # a cancel discards little work.
 PREFETCH_BATCHES = 2
 EMBED_SLICE = 128       # chunks handed to the embedder at once (it batches them further)
+# An estimate of the time left is given only once it can be trusted: a while into the reading,
+# and a share of the files read (the first files' rate says little about the rest).
+ETA_AFTER_S = 20.0
+ETA_AFTER_SHARE = 0.05
 PROGRESS_POLL_S = 0.2  # how often the committing thread looks at cancel and the file being parsed
 # A text this long (characters) is chunked in a batch of its own, so the files parsed before it
 # commit without waiting for its tokenizing and embedding.
@@ -385,15 +389,22 @@ class Indexer:
         self._on_progress = on_progress
         self.progress = Progress()
         self._t0 = time.monotonic()
+        self._t_indexing: float | None = None  # when the reading began (after the scan)
         self._counts = dict(added=0, updated=0, removed=0, moved=0, unchanged=0, failed=0)
 
     # progress -------------------------------------------------------------------------------
 
     def _report(self, **changes) -> None:
-        p = replace(self.progress, elapsed_s=time.monotonic() - self._t0, **changes)
+        now = time.monotonic()
+        p = replace(self.progress, elapsed_s=now - self._t0, **changes)
+        if p.phase == "indexing" and self._t_indexing is None:
+            self._t_indexing = now
         eta = None
-        if p.phase == "indexing" and p.files_done and p.rate > 0:
-            eta = max(0.0, (p.files_total - p.files_done) / p.rate)
+        reading = now - self._t_indexing if self._t_indexing is not None else 0.0
+        seen = p.files_seen
+        if (p.phase == "indexing" and reading >= ETA_AFTER_S and seen
+                and seen >= ETA_AFTER_SHARE * p.files_total):
+            eta = max(0.0, (p.files_total - seen) * reading / seen)
         self.progress = replace(p, eta_s=eta)
         if self._on_progress is not None:
             self._on_progress(self.progress)
@@ -539,7 +550,9 @@ class Indexer:
             return
         stop = threading.Event()
         parsed: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
-        current = ["", ""]  # [file being parsed, file last reported]: written by the producer, read here
+        # [file being parsed, file last reported, files read, files read last reported]: the
+        # producer writes the first and third, this thread the others.
+        current: list = ["", "", 0, 0]
         producer = threading.Thread(target=self._stage, args=(self._produce, (work, known, disk, current, stop), parsed, stop),
                                     name="sift-parse-feed", daemon=True)
         embedding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sift-embed")
@@ -586,11 +599,14 @@ class Indexer:
                 return parsed.get(timeout=PROGRESS_POLL_S)
             except queue.Empty:
                 self._check_cancel()
-                if current[0] != current[1]:
-                    current[1] = current[0]
-                    self._report(current_file=current[0])
+                self._report_reading(current)
                 if ready is not None and ready():
                     return _IDLE
+
+    def _report_reading(self, current: list) -> None:
+        if current[0] != current[1] or current[2] != current[3]:
+            current[1], current[3] = current[0], current[2]
+            self._report(current_file=current[0], files_read=max(current[2], self.progress.files_done))
 
     def _finish(self, batch: _Batch, problems: list, job: Future, known: dict[str, FileRow], disk: dict[str, DiskFile], current: list[str]) -> None:
         """Wait for a batch's vectors (watching for cancel), then commit it."""
@@ -600,9 +616,7 @@ class Indexer:
                 break
             except FutureTimeout:
                 self._check_cancel()
-                if current[0] != current[1]:
-                    current[1] = current[0]
-                    self._report(current_file=current[0])
+                self._report_reading(current)
         batch.vectors.update(fresh)
         self._commit(batch, problems, known, disk)
 
@@ -664,6 +678,7 @@ class Indexer:
         max_tokens = min(self.config.chunk_tokens, self.embedder.max_tokens - SPECIAL_TOKENS)
         overlap = min(self.config.chunk_overlap, max_tokens // 2 - 1)
         problems: list[tuple[str, FileStatus, str]] = []
+        skipped = [0]  # files that failed before parsing (too large, gone): read as far as they go
 
         def jobs() -> Iterator[ParseJob]:
             for path in work:
@@ -674,6 +689,7 @@ class Indexer:
                 if d.size > self.config.max_file_bytes:
                     problems.append((path, FileStatus.TOO_LARGE,
                                      f"{human_size(d.size)} is over the {self.config.max_file_mb} MB limit set in settings"))
+                    skipped[0] += 1
                     continue
                 row = known.get(path)
                 same = row is not None and row.status == FileStatus.INDEXED and row.size == d.size
@@ -687,9 +703,12 @@ class Indexer:
                                                   max_text_bytes=self.config.max_text_bytes)
         with runner if own else contextlib.nullcontext(runner):
             results = runner.map(jobs(), stop=stop)
+            parsed_count = 0
             try:
                 for path, result in results:
                     current[0] = path
+                    parsed_count += 1
+                    current[2] = parsed_count + skipped[0]
                     if isinstance(result, ParseError):
                         status, reason = FileStatus(result.status), result.reason
                         if not os.path.lexists(path):  # deleted while parsing: nothing to report
@@ -782,8 +801,8 @@ class Indexer:
         self.vectors.remove(removed)
         if added_ids:
             self.vectors.add(np.array(added_ids, dtype=np.uint64), np.stack(added_vecs))
-        done = len(batch.files) + len(batch.touched) + len(problems)
-        self._report(files_done=self.progress.files_done + done,
+        done = self.progress.files_done + len(batch.files) + len(batch.touched) + len(problems)
+        self._report(files_done=done, files_read=max(self.progress.files_read, done),
                      files_failed=self.progress.files_failed + sum(1 for p in problems if p[1] != FileStatus.VANISHED),
                      chunks_embedded=self.progress.chunks_embedded + len(todo),
                      chunks_reused=self.progress.chunks_reused + reused)

@@ -105,13 +105,14 @@ class Progress:
     phase: str = "idle"          # idle | scanning | indexing | saving | done | cancelled
                                  # and, from the background service: watching | paused | error
     files_total: int = 0         # files that need work in this run
-    files_done: int = 0
-    files_failed: int = 0
+    files_done: int = 0          # files committed, the failed ones included
+    files_failed: int = 0        # of files_done, those that could not be indexed
     chunks_embedded: int = 0
     chunks_reused: int = 0       # found in the embedding cache
     current_file: str = ""
     elapsed_s: float = 0.0
-    eta_s: float | None = None   # seconds this run still needs at its rate so far; None: unknown
+    eta_s: float | None = None   # seconds this run still needs at its rate so far; None: not yet reliable
+    files_read: int = 0          # files parsed so far (ahead of files_done, which moves per committed batch)
     files_queued: int = 0        # changed paths waiting for the service's next batch
     paused: bool = False         # the background service is paused by the user
     watching: bool = False       # folders are watched live (False: only periodic rescans)
@@ -119,9 +120,14 @@ class Progress:
     error: str = ""              # why the service is waiting (disk full, …); it retries by itself
 
     @property
+    def files_seen(self) -> int:
+        """Files read so far, however far their batch got: the count a person sees move."""
+        return max(self.files_read, self.files_done)
+
+    @property
     def rate(self) -> float:
         """Files per second so far."""
-        return self.files_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return self.files_seen / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,10 +152,10 @@ def test_status_panel_lists_files_that_failed_with_the_reason_and_retries(qtbot,
     reasons = {os.path.basename(panel.problems.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole)):
                panel.problems.topLevelItem(i).text(1) for i in range(panel.problems.topLevelItemCount())}
     assert set(reasons) == {"empty.txt", "broken.docx"}
-    assert reasons["empty.txt"].startswith("No text")
-    assert reasons["broken.docx"]  # the engine's own words, e.g. damaged or not a Word file
-    assert "2 could not be read" in sift.window.status_line.label.text()
-    assert panel.problems_title.text() == "Files Sift could not read (2)"
+    assert reasons["empty.txt"] == "Skipped: no text in it"  # skipped, not a failure
+    assert reasons["broken.docx"].startswith("Damaged")   # no parser library's internals
+    assert "1 could not be read · 1 skipped (no text)" in sift.window.status_line.label.text()
+    assert panel.problems_title.text() == "Files Sift could not read (1) and files skipped because they hold no text (1)"
 
     write(docs / "empty.txt", "Now the file has words in it about the garden gate.")
     os.utime(docs / "empty.txt", (1, 1))  # an mtime the catalog has seen cannot hide the change either

@@ -112,3 +112,108 @@ def test_indexing_does_not_reorder_the_list_under_someone_moving_through_it(qtbo
         sift.shutdown()
     finally:
         engine.close()
+
+
+class FirstBatchEmbedder:
+    """A fake embedder that lets the first `free` embedding calls through, then holds the rest at a gate."""
+
+    def __init__(self, free: int = 1) -> None:
+        import threading
+
+        from engine.embed import FakeEmbedder
+
+        self._fake = FakeEmbedder()
+        self.free = free
+        self.gate = threading.Event()
+        self.held = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._fake, name)
+
+    def embed_documents(self, texts):
+        if self.free > 0:
+            self.free -= 1
+        else:
+            self.held.set()
+            assert self.gate.wait(WAIT_MS / 1000), "the test never opened the gate"
+        return self._fake.embed_documents(texts)
+
+
+def test_the_panel_and_status_bar_follow_a_run_live_and_agree(qtbot, home, docs, make_sift):
+    """Items 5, 6: problems appear in the open panel as their batch commits; the count moves per file read."""
+    (docs / "a-broken.docx").write_bytes(b"this is not a zip file at all")
+    for i in range(70):
+        write(docs / f"note-{i:02d}.txt", f"Note {i}: the quarterly report for region {i} is due on Friday.")
+    embedder = FirstBatchEmbedder(free=1)
+    engine = Engine.open(home, embedder=embedder)
+    engine.update_config(parse_workers=0)
+    engine.add_folder(docs)
+    try:
+        sift = make_sift(engine, index=False, use_service=False)
+        sift.show_panel()
+        panel, line = sift.panel, sift.window.status_line
+        qtbot.waitUntil(lambda: panel.problems_title.text() == "Files Sift could not read (0)", timeout=WAIT_MS)
+        sift.indexer.start()
+        qtbot.waitUntil(embedder.held.is_set, timeout=WAIT_MS)  # batch 1 (64 files) committed, batch 2 held
+        # the panel, left open, lists the failed file while the run goes on
+        qtbot.waitUntil(lambda: panel.problem_paths() == [str(docs / "a-broken.docx")], timeout=WAIT_MS)
+        assert sift.indexer.state.running
+        assert panel.problems_title.text() == "Files Sift could not read (1)" and not panel.no_problems.isVisible()
+        assert panel.failed_fig.value.text() == "1"
+        # every file is read though only the first batch is committed: the count says so
+        qtbot.waitUntil(lambda: line.label.text().startswith("Indexing 71 of 71 files"), timeout=WAIT_MS)
+        assert sift.indexer.state.progress.files_done == 64
+        assert panel.done_fig.value.text() == "71" and panel.queued_fig.value.text() == "0"
+        assert "left" not in line.label.text()  # seconds into the run, no estimate is trusted yet
+        with qtbot.waitSignal(sift.indexer.finished, timeout=WAIT_MS):
+            embedder.gate.set()
+        qtbot.waitUntil(lambda: line.label.text() == "70 files indexed · 1 could not be read", timeout=WAIT_MS)
+        assert not panel.pause_button.isEnabled()  # nothing to pause now
+        sift.shutdown()
+    finally:
+        engine.close()
+
+
+def test_the_example_query_waits_for_the_samples_instead_of_finding_nothing(qtbot, home, make_sift):
+    """Item 11: while the samples are read, an example query says so, then shows its results."""
+    embedder = FirstBatchEmbedder(free=0)
+    engine = Engine.open(home, embedder=embedder)
+    engine.update_config(parse_workers=0)
+    try:
+        sift = make_sift(engine, index=False, use_service=False)
+        window = sift.window
+        assert engine.using_samples
+        sift.indexer.start()
+        qtbot.waitUntil(embedder.held.is_set, timeout=WAIT_MS)
+        button = window.welcome_page.findChildren(type(window.settings_button))[1]
+        with qtbot.waitSignal(window.resultsShown, timeout=WAIT_MS):
+            button.click()
+        assert window.stack.currentWidget() is window.empty_page
+        assert window.empty_title.text().startswith("Sift is still reading its samples")
+        assert "Nothing found" not in window.empty_title.text()
+        qtbot.waitUntil(lambda: " of 14" in window.empty_title.text(), timeout=WAIT_MS)
+        with qtbot.waitSignal(window.resultsShown, timeout=WAIT_MS, check_params_cb=lambda q, n: n > 0):
+            embedder.gate.set()
+        assert window.stack.currentWidget() is window.splitter
+        sift.shutdown()
+    finally:
+        engine.close()
+
+
+def test_problem_reasons_read_like_a_person_wrote_them():
+    """Item 10: no parser library's internals, no doubled words; files without text are skipped, not failed."""
+    from desktop.status import problem_reason, problems_text
+    from engine import FileStatus, Problem
+
+    pypdf = Problem("/d/a.pdf", FileStatus.CORRUPT, "this PDF could not be read: The filter name /A85 is "
+                                                      "deprecated and has been removed in pypdf 7.0.0")
+    scan = Problem("/d/scan.pdf", FileStatus.NO_TEXT, "no text layer: probably scanned, needs OCR")
+    crashed = Problem("/d/b.pdf", FileStatus.CORRUPT, "the parser failed: KeyError('/Root')")
+    locked = Problem("/d/c.pdf", FileStatus.ENCRYPTED, "this PDF is password-protected; Sift cannot read it "
+                                                        "without the password")
+    assert problem_reason(pypdf) == "Damaged, or in a form Sift cannot read"
+    assert problem_reason(crashed) == "Damaged, or in a form Sift cannot read"
+    assert problem_reason(scan) == "Skipped: a scan with no text layer, needs OCR"
+    assert problem_reason(locked).startswith("Encrypted: PDF is password-protected")
+    assert problems_text([pypdf, scan, crashed]) == " · 2 could not be read · 1 skipped, need OCR"
+    assert problems_text([scan]) == " · 1 skipped, need OCR"

@@ -31,8 +31,11 @@ def test_relevance_bars_spread_rank_based_scores_and_keep_reranker_probabilities
 
 
 def test_status_line_reads_like_a_sentence():
-    p = Progress(phase="indexing", files_total=1400, files_done=350, elapsed_s=35.0)
+    p = Progress(phase="indexing", files_total=1400, files_done=300, files_read=350, elapsed_s=35.0, eta_s=105.0)
     assert summary(IndexState(running=True, progress=p)) == "Indexing 350 of 1,400 files · 10.0 files/s · about 2 min left"
+    # an estimate the engine does not trust yet is not shown; files read count before their batch commits
+    early = Progress(phase="indexing", files_total=1400, files_done=0, files_read=12, elapsed_s=3.0)
+    assert summary(IndexState(running=True, progress=early)) == "Indexing 12 of 1,400 files · 4.0 files/s"
     assert summary(IndexState(running=True, progress=Progress(phase="scanning"))) == "Looking for new and changed files…"
     assert summary(IndexState(paused=True)) == "Indexing paused"
     assert summary(IndexState(error="The disk is full.")) == "Indexing waits: The disk is full."

@@ -352,7 +352,17 @@ def test_progress_has_rate_eta_and_queue(make_engine, docs, monkeypatch):
     seen = []
     engine.index(on_progress=seen.append)
     midway = [p for p in seen if p.phase == "indexing" and 0 < p.files_done < p.files_total]
+    # Seconds into a run, the rate says little about the rest: no estimate is given yet.
+    assert midway and all(p.eta_s is None and p.rate > 0 for p in midway)
+
+    monkeypatch.setattr(indexer, "ETA_AFTER_S", 0.0)  # as if the run were well under way
+    for i in range(20, 40):
+        write(docs / f"{i}.txt", f"note {i}")
+    seen.clear()
+    engine.index(on_progress=seen.append)
+    midway = [p for p in seen if p.phase == "indexing" and 0 < p.files_done < p.files_total]
     assert midway and all(p.eta_s is not None and p.eta_s >= 0 and p.rate > 0 for p in midway)
+    assert all(p.files_read >= p.files_done for p in seen)
     assert seen[-1].phase == "done" and seen[-1].eta_s is None
 
 
