@@ -18,7 +18,7 @@ import numpy as np
 from engine.errors import CatalogError, DiskFullError
 from engine.types import Chunk, FileStatus
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each step takes the schema from version i to i + 1; the list index is the starting version.
 _MIGRATIONS: list[str] = [
@@ -88,6 +88,43 @@ _MIGRATIONS: list[str] = [
         shown     TEXT NOT NULL              -- JSON list of the chunk ids shown, in order
     );
     CREATE INDEX clicks_path ON clicks(path);
+    """,
+    # 2 → 3: what opens teach at once (engine/learn.py): a passage (a file's chunk text, so a
+    # re-index keeps what its unchanged passages learned) holds the queries it was opened for,
+    # as words (learned_fts, beside chunks_fts rather than in it) and as vectors per model.
+    # Deleting a file deletes its rows (cascade), their words (trigger) and vectors (cascade).
+    # Opens from before this version are learned too (the query as typed, filters and all).
+    """
+    CREATE TABLE learned (
+        id        INTEGER PRIMARY KEY,
+        file_id   INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        text_hash TEXT NOT NULL,
+        key       TEXT NOT NULL,             -- the query folded (case, spacing): one row per query
+        query     TEXT NOT NULL,             -- the query's text, filters removed
+        at        REAL NOT NULL,             -- the latest open: older opens weigh less
+        UNIQUE (file_id, text_hash, key)
+    );
+    CREATE TABLE learned_vectors (
+        learned_id INTEGER NOT NULL REFERENCES learned(id) ON DELETE CASCADE,
+        model_id   TEXT NOT NULL,
+        vector     BLOB NOT NULL,            -- float16, the query's embedding by that model
+        PRIMARY KEY (model_id, learned_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX learned_vectors_row ON learned_vectors(learned_id);
+    CREATE VIRTUAL TABLE learned_fts USING fts5(
+        query, content='learned', content_rowid='id',
+        tokenize='porter unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER learned_ai AFTER INSERT ON learned BEGIN
+        INSERT INTO learned_fts(rowid, query) VALUES (new.id, new.query);
+    END;
+    CREATE TRIGGER learned_ad AFTER DELETE ON learned BEGIN
+        INSERT INTO learned_fts(learned_fts, rowid, query) VALUES ('delete', old.id, old.query);
+    END;
+    INSERT OR IGNORE INTO learned(file_id, text_hash, key, query, at)
+        SELECT c.file_id, k.text_hash, lower(trim(k.query)), trim(k.query), max(k.at)
+        FROM clicks k JOIN chunks c ON c.id = k.chunk_id AND c.text_hash = k.text_hash
+        WHERE trim(k.query) != '' GROUP BY c.file_id, k.text_hash, lower(trim(k.query));
     """,
 ]
 
@@ -354,6 +391,7 @@ class Catalog:
         """
         with self.transaction() as conn:
             conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+            conn.execute("INSERT INTO learned_fts(learned_fts) VALUES ('optimize')")
         busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy:  # a reader holds an old snapshot; SQLite checkpoints again when it is done
             logging.getLogger(__name__).warning("could not checkpoint the catalog yet: a reader is busy")
@@ -581,6 +619,10 @@ class Catalog:
     def clicks(self) -> list[Click]:
         rows = self.conn.execute("SELECT id, at, query, chunk_id, text_hash, path, rank, shown FROM clicks ORDER BY id")
         return [Click(r[0], r[1], r[2], r[3], r[4], _dec(r[5]), r[6], tuple(json.loads(r[7]))) for r in rows]
+
+    def delete_clicks(self, conn: sqlite3.Connection, *, query: str, path: str) -> int:
+        """Forget the opens of one file for one query (the user said the result was wrong)."""
+        return conn.execute("DELETE FROM clicks WHERE query = ? AND path = ?", (query, _enc(path))).rowcount
 
     def delete_clicks_outside(self, conn: sqlite3.Connection, roots: Sequence[str]) -> int:
         """Forget clicks on files no longer under any root (a removed folder leaves no trace)."""

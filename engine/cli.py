@@ -281,6 +281,32 @@ def cmd_models_rollback(engine: Engine, args) -> int:
     return EXIT_OK
 
 
+def cmd_history(engine: Engine, args) -> int:
+    """What opened results have taught (counts), `clear` to forget it all, `tune` to measure it."""
+    if args.action == "clear":
+        engine.clear_history()
+        print("Forgot every opened result and everything Sift learned from them.")
+        return EXIT_OK
+    if args.action == "tune":
+        report = engine.tune_learning()
+        if args.json:
+            print(json.dumps(dataclasses.asdict(report), ensure_ascii=False, indent=2))
+        else:
+            print(report.message)
+        return EXIT_OK
+    summary = engine.learning_summary()
+    if args.json:
+        print(json.dumps(dataclasses.asdict(summary), ensure_ascii=False, indent=2))
+        return EXIT_OK
+    learning = "on" if engine.config.learn_from_clicks else "off (learn_from_clicks in the settings)"
+    print(f"{summary.opens:,} opened results; {summary.queries:,} searches learned on {summary.passages:,} "
+          f"passages; learning {learning}.")
+    if summary.weights.chosen_on:
+        print(f"How much it counts was measured on {summary.weights.chosen_on} held-out searches "
+              f"(weight {summary.weights.weight:g}).")
+    return EXIT_OK
+
+
 def cmd_status(engine: Engine, args) -> int:
     s = engine.status()
     if args.json:
@@ -592,6 +618,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reranker", action="store_true", help="train the search model only")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_finetune)
+    p = sub.add_parser("history", help="what your opened results taught Sift; `clear` forgets it all, "
+                       "`tune` measures it on held-out searches and sets how much it counts")
+    p.add_argument("action", nargs="?", choices=("show", "clear", "tune"), default="show")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_history)
     p = sub.add_parser("self-test", help="check this installation: index samples offline in a temporary home, "
                        "search, check a known hit (exit 0 when it works)")
     p.set_defaults(func=None, standalone=cmd_self_test)

@@ -64,6 +64,7 @@ class Config:
     rerank_budget_ms: int = 700           # stage 2's share of a search; depth and truncation fit it; 0 = fixed
     previous_model: str = ""              # what `rollback_model` returns to; "" = nothing yet
     previous_reranker: str = ""           # what `rollback_reranker` returns to ("none": no reranker)
+    learn_from_clicks: bool = True        # opened results lift what they were opened for (engine/learn.py)
 
     def validate(self) -> "Config":
         problems = []

@@ -19,12 +19,13 @@ from engine.catalog import Catalog
 from engine.config import VECTOR_DTYPES, Config, load_config, save_config
 from engine.embed import Embedder, SentenceTransformerEmbedder, resolve_model
 from engine.errors import Cancelled, DiskFullError, FolderError, ModelError, SiftError
+from engine import learn
 from engine.indexer import BATCH_CHUNKS, Indexer, forget_root_devices, is_within, iter_paths, offline_roots
 from engine.models import NO_RERANKER, ModelInfo, list_models, mark_adopted, model_value
 from engine.parse.runner import ParseRunner
 from engine.paths import Paths, resolve_paths, samples_dir
 from engine.rerank import CrossEncoderReranker, Reranker, download_reranker, import_reranker
-from engine.search import RERANK_MAX_TOKENS, Searcher, SearchResult
+from engine.search import _STOPWORDS, RERANK_MAX_TOKENS, Searcher, SearchResult, parse_query
 from engine.types import Hit, IndexReport, Problem, Progress, StatusReport
 from engine.vectors import IndexFileError, VectorIndex
 
@@ -57,10 +58,12 @@ class Engine:
         self._cancel = threading.Event()
         self._progress = Progress()
         self._service = None  # the background IndexService, while one runs (see the last section)
+        self._learned = learn.Learned(self.catalog, learn.LearnWeights.from_json(self.catalog.get_meta(learn.META_KEY)))
         self._searcher = Searcher(catalog=self.catalog, embedder=lambda: self._serving()[0],
                                   vectors=lambda: self._serving()[1],
                                   reranker=lambda: self.reranker(), roots=self.roots,
-                                  precise_index=lambda: self._config.vector_dtype in ("f16", "f32"))
+                                  precise_index=lambda: self._config.vector_dtype in ("f16", "f32"),
+                                  learned=lambda: self._learned if self._config.learn_from_clicks else None)
 
     @classmethod
     def open(cls, home: str | os.PathLike | None = None, *, embedder: Embedder | None = None,
@@ -466,6 +469,8 @@ class Engine:
                 if vectors.version != version:  # a watcher's no-op batch must not rewrite the file
                     with self._vectors_lock:
                         self._save_vectors(vectors)
+                    with self.catalog.transaction() as conn:  # edited passages forget their queries
+                        learn.prune(conn)
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -581,13 +586,80 @@ class Engine:
         return str(target)
 
     def record_click(self, query: str, hit: Hit, *, rank: int, shown: Sequence[Hit]) -> None:
-        """Remember that a result was opened: the fine-tune wizard learns from these."""
+        """Remember that a result was opened. From the next search on, the passage comes up for
+        this query and ones like it (engine/learn.py); the fine-tune wizard trains on these too."""
         row = self.catalog.chunks_by_id([hit.chunk_id]).get(hit.chunk_id)
         if row is None:
             return  # the file was re-indexed or removed since the search; nothing to learn
+        text = parse_query(query).text.strip()
+        vector, model_id = None, ""
+        if text:
+            try:
+                embedder = self.embedder
+                vector, model_id = embedder.embed_query(text), embedder.model_id
+            except SiftError as exc:  # no model now: the query's vector is made when one searches
+                log.warning("could not embed an opened result's query (%s); its words are learned", exc)
         with self.catalog.transaction() as conn:
             self.catalog.add_click(conn, query=query, chunk_id=hit.chunk_id, text_hash=row.text_hash, path=hit.path,
                                    rank=rank, shown=[h.chunk_id for h in shown])
+            learn.record(conn, file_id=row.file_id, text_hash=row.text_hash, query=text, at=time.time(),
+                         vector=vector, model_id=model_id)
+
+    def mark_wrong(self, query: str, hit: Hit) -> None:
+        """An opened result was not what the query meant: forget that open (learned and history)."""
+        row = self.catalog.file(hit.path)
+        with self.catalog.transaction() as conn:
+            if row is not None:
+                learn.forget(conn, file_id=row.id, query=parse_query(query).text)
+            self.catalog.delete_clicks(conn, query=query, path=hit.path)
+
+    def clear_history(self) -> None:
+        """Forget every opened result and all that was learned from them (none of it stays on disk)."""
+        with self.catalog.transaction() as conn:
+            conn.execute("DELETE FROM clicks")
+            learn.forget_all(conn)
+        self.catalog.purge_deleted_text()
+        self._learned = learn.Learned(self.catalog, learn.LearnWeights())
+
+    def learning_summary(self) -> learn.LearnedSummary:
+        """What opens have taught so far, in numbers; loads no model."""
+        return learn.summary(self.catalog)
+
+    def learned_view(self, *, exclude_keys: frozenset[str] = frozenset()) -> learn.Learned | None:
+        """The learned side of search less some queries (held-out ones), or None when learning is off."""
+        if not self._config.learn_from_clicks:
+            return None
+        return learn.Learned(self.catalog, self._learned.weights, exclude_keys=exclude_keys)
+
+    def set_learning(self, weights: learn.LearnWeights) -> None:
+        """Use these learning weights from the next search on (kept in the catalog)."""
+        with self.catalog.transaction() as conn:
+            self.catalog.set_meta(conn, learn.META_KEY, weights.to_json())
+        self._learned = learn.Learned(self.catalog, weights)
+
+    def tune_learning(self, *, adopt: bool = True,
+                      on_step: Callable[[int, int], None] | None = None) -> learn.TuneReport:
+        """Measure what opens taught on held-out searches of the history and choose how much it
+        counts (see learn.tune); with `adopt`, the chosen weights are used from the next search."""
+        embedder, index = self._serving_pair()
+        source: list[learn.Learned] = []
+        searcher = Searcher(catalog=self.catalog, embedder=lambda: embedder, vectors=lambda: index,
+                            reranker=lambda: self.reranker(), roots=self.roots,
+                            precise_index=lambda: self._config.vector_dtype in ("f16", "f32"),
+                            learned=lambda: source[-1])
+
+        def make_search(weights: learn.LearnWeights, exclude: frozenset[str]):
+            source.append(learn.Learned(self.catalog, weights, exclude_keys=exclude))
+            return lambda raw: [p for h in searcher.search(raw, limit=10, mode="auto").hits
+                                for p in (h.path, *h.duplicates)]
+
+        try:
+            report = learn.tune(self.catalog, make_search, stopwords=_STOPWORDS, on_step=on_step)
+        finally:
+            searcher.close()
+        if adopt and report.enough:
+            self.set_learning(report.weights)
+        return report
 
     # -- fine-tuning (engine/finetune.py) --------------------------------------------------------
 

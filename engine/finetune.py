@@ -907,11 +907,15 @@ def _remove_stale_partials(engine: Engine) -> None:
             pass
 
 
-def _searcher(engine: Engine, embedder: Embedder, index: VectorIndex, reranker: Reranker | None) -> Searcher:
-    """A pipeline over the engine's catalog with other models, leaving the engine's own untouched."""
+def _searcher(engine: Engine, embedder: Embedder, index: VectorIndex, reranker: Reranker | None,
+              learned=None) -> Searcher:
+    """A pipeline over the engine's catalog with other models, leaving the engine's own untouched.
+
+    learned: what opens taught (engine/learn.py), less the held-out queries; None: learning off."""
     return Searcher(catalog=engine.catalog, embedder=lambda: embedder, vectors=lambda: index,
                     reranker=lambda: reranker, roots=engine.roots,
-                    precise_index=lambda: engine.config.vector_dtype in ("f16", "f32"))
+                    precise_index=lambda: engine.config.vector_dtype in ("f16", "f32"),
+                    learned=lambda: learned)
 
 
 def _search_fn(searcher: Searcher) -> SearchFn:
@@ -974,11 +978,16 @@ def _run(engine: Engine, options: TrainOptions, *, on_progress, cancel: threadin
     measurable = len(queries) >= MIN_HELDOUT_QUERIES
     report("data", 1, 1, summary.message)
 
-    # baseline
+    # baseline: what the held-out searches taught is left out, so they stay unseen
     _check(cancel)
-    before = measure(lambda raw, mode: engine.search(raw, limit=EVAL_DEPTH, mode=mode), queries, qrels,
-                     on_query=lambda d, t: report("baseline", d, t, f"Measuring the current models: {d}/{t} searches"),
-                     cancel=cancel) if queries else _empty_metrics()
+    learned = engine.learned_view(exclude_keys=frozenset(queries))
+    baseline = _searcher(engine, engine.embedder, engine.vectors(), engine.reranker(), learned)
+    try:
+        before = measure(_search_fn(baseline), queries, qrels,
+                         on_query=lambda d, t: report("baseline", d, t, f"Measuring the current models: {d}/{t} searches"),
+                         cancel=cancel) if queries else _empty_metrics()
+    finally:
+        baseline.close()
 
     # mining
     device = pick_device(config.device)
@@ -1031,7 +1040,7 @@ def _run(engine: Engine, options: TrainOptions, *, on_progress, cancel: threadin
 
         # evaluating the bi-encoder (with the current reranker, if any)
         current_reranker = engine.reranker()
-        emb_metrics = measure(_search_fn(_searcher(engine, embedder, index, current_reranker)), queries, qrels,
+        emb_metrics = measure(_search_fn(_searcher(engine, embedder, index, current_reranker, learned)), queries, qrels,
                               on_query=lambda d, t: report("evaluating", d, t, f"Measuring the new search model: {d}/{t}"),
                               cancel=cancel) if queries else _empty_metrics()
         emb_ok, emb_why = gate(before, emb_metrics) if measurable else (False, "")
@@ -1063,7 +1072,7 @@ def _run(engine: Engine, options: TrainOptions, *, on_progress, cancel: threadin
                                 before=kept_metrics.as_dict(), heldout_queries=len(queries))
             rr_folder = candidates.publish(rr_partial, rr_card)
             new_reranker = trainer.reranker(rr_folder, device=config.device)
-            rr_metrics = measure(_search_fn(_searcher(engine, kept[0], kept[1], new_reranker)), queries, qrels,
+            rr_metrics = measure(_search_fn(_searcher(engine, kept[0], kept[1], new_reranker, learned)), queries, qrels,
                                  on_query=lambda d, t: report("evaluating", d, t, f"Measuring the new reranker: {d}/{t}"),
                                  cancel=cancel) if queries else _empty_metrics()
             result_candidates["reranker"] = rr_metrics

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
 
@@ -281,8 +282,19 @@ class _Candidate:
     chunk_id: int
     dense_rank: int | None = None
     keyword_rank: int | None = None
+    learned: float | None = None       # the learned list's score (engine/learn.py), when it has the chunk
     fused: float = 0.0
     rerank: float | None = None
+
+
+class LearnedSource(Protocol):
+    """Stage 1's third list: passages scored by what opens taught (engine/learn.py's Learned)."""
+
+    @property
+    def weight(self) -> float: ...
+
+    def passages(self, *, terms: Sequence[str], q: np.ndarray | None, embedder: Embedder,
+                 where: ChunkFilter) -> list[tuple[int, float]]: ...
 
 
 class _Similarity:
@@ -303,13 +315,17 @@ class _Similarity:
         return max(0.0, min(1.0, self.known.get(c.chunk_id, 0.0)))
 
 
-def _fuse(cands: list[_Candidate], rows: dict[int, ChunkRow]) -> None:
+def _fuse(cands: list[_Candidate], rows: dict[int, ChunkRow], learned_weight: float = 0.0) -> None:
     """Reciprocal-rank fusion at the document level, passed down to chunks.
 
     Each side ranks documents by their best chunk; a document's fused score adds both sides, so
     a document whose best keyword passage and best semantic passage differ still gets credit for
     both. A chunk scores its document's fusion, plus a small share of its own, so the document's
     best-matching chunk leads its passages.
+
+    The learned list (what opens taught) adds by score, not rank: learned_weight × its best
+    chunk's score / (RRF_K + 1), so a faint likeness to a learned query adds little however
+    high it ranks among the learned passages. Without learned scores nothing changes.
     """
     doc_rank: dict[str, dict[int, int]] = {"dense": {}, "keyword": {}}
     for side, attr in (("dense", "dense_rank"), ("keyword", "keyword_rank")):
@@ -323,6 +339,16 @@ def _fuse(cands: list[_Candidate], rows: dict[int, ChunkRow]) -> None:
             KEYWORD_WEIGHT / (RRF_K + c.keyword_rank) if c.keyword_rank else 0.0)
         doc = (DENSE_WEIGHT / (RRF_K + d) if d else 0.0) + (KEYWORD_WEIGHT / (RRF_K + k) if k else 0.0)
         c.fused = doc + 1e-3 * own
+    if learned_weight > 0 and any(c.learned for c in cands):
+        best: dict[int, float] = {}
+        for c in cands:
+            if c.learned:
+                fid = rows[c.chunk_id].file_id
+                best[fid] = max(best.get(fid, 0.0), c.learned)
+        for c in cands:
+            doc = best.get(rows[c.chunk_id].file_id)
+            if doc:
+                c.fused += learned_weight * (doc + 1e-3 * (c.learned or 0.0)) / (RRF_K + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,8 +366,10 @@ class Searcher:
 
     def __init__(self, *, catalog: Catalog, embedder: Callable[[], Embedder], vectors: Callable[[], VectorIndex],
                  reranker: Callable[[], Reranker | None], roots: Callable[[], Sequence[str]],
-                 precise_index: Callable[[], bool]) -> None:
+                 precise_index: Callable[[], bool],
+                 learned: Callable[[], LearnedSource | None] = lambda: None) -> None:
         self.catalog = catalog
+        self._learned = learned  # None: learning off, and stage 1 is exactly the two lists
         self._embedder = embedder
         self._vectors = vectors
         self._reranker = reranker
@@ -405,6 +433,13 @@ class Searcher:
             found, timings["bm25"] = keywords.result() if keywords else self._timed_keyword_search(query)
             for rank, (cid, _) in enumerate(found, 1):
                 cands.setdefault(cid, _Candidate(cid)).keyword_rank = rank
+        learned = self._learned() if ran in ("hybrid", "rerank") else None
+        if learned is not None and learned.weight > 0:
+            t = time.perf_counter()
+            for cid, value in learned.passages(terms=[*query.keywords(), *query.phrases], q=q,
+                                               embedder=self._embedder(), where=query.where):
+                cands.setdefault(cid, _Candidate(cid)).learned = value
+            timings["learned"] = (time.perf_counter() - t) * 1000
         # The dense side knows nothing of "phrases" and -words: keep only the chunks that hold
         # every phrase, and drop those holding an excluded word.
         if query.phrases:
@@ -415,7 +450,7 @@ class Searcher:
             cands = {cid: c for cid, c in cands.items() if cid not in banned}
         rows = self.catalog.chunks_by_id(list(cands))
         ranked = [c for c in cands.values() if c.chunk_id in rows]
-        _fuse(ranked, rows)
+        _fuse(ranked, rows, learned.weight if learned is not None else 0.0)
         ranked.sort(key=lambda c: (-c.fused, c.chunk_id))
 
         best_possible = (DENSE_WEIGHT if ran != "bm25" else 0) / (RRF_K + 1) + (
@@ -603,5 +638,6 @@ class Searcher:
                             start=row.start, end=row.end, kind=row.kind or "", mtime=row.mtime_ns / 1e9,
                             highlights=spans, passages=tuple(passages), duplicates=duplicates,
                             why=Why(dense_rank=best.dense_rank, keyword_rank=best.keyword_rank,
-                                    fused_score=best.fused, rerank_score=best.rerank)))
+                                    fused_score=best.fused, rerank_score=best.rerank,
+                                    learned_score=best.learned)))
         return hits

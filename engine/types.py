@@ -66,6 +66,7 @@ class Why:
     keyword_rank: int | None = None    # 1-based rank in the BM25 search
     fused_score: float = 0.0           # reciprocal-rank fusion of the two
     rerank_score: float | None = None  # the cross-encoder's score, when a reranker ran
+    learned_score: float | None = None  # likeness to queries this passage was opened for (engine/learn.py)
 
 
 @dataclass(frozen=True, slots=True)
