@@ -46,10 +46,13 @@ from engine import (
     Engine,
     FinetuneProgress,
     FinetuneResult,
+    LearnedSummary,
+    LearnWeights,
     Metrics,
     ModelCard,
     ModelInfo,
     TrainOptions,
+    TuneReport,
 )
 
 log = logging.getLogger(__name__)
@@ -210,6 +213,116 @@ class ScientificSpinBox(QDoubleSpinBox):
 # -- pages --------------------------------------------------------------------------------------------
 
 
+_LEARN_ROWS = (("new ndcg@10", "New searches: nDCG@10"), ("new recall@5", "New searches: found in the top 5"),
+               ("refind success@1", "Searching again: right at the top"), ("refind mrr@10", "Searching again: MRR@10"))
+
+
+class LearnedBox(QWidget):
+    """What opens already taught, with no training: counts, a before/after on held-out searches, undo."""
+
+    measured = Signal(object)   # TuneReport (tests wait on it)
+    undone = Signal()
+
+    def __init__(self, wizard: FinetuneWizard) -> None:
+        super().__init__()
+        self.w = wizard
+        self.previous: LearnWeights | None = None
+        self.title = _label("Already working: Sift learns from every result you open", wrap=False)
+        self.title.setFont(theme.scaled_font(self.title.font(), 1.0, bold=True))
+        self.summary = _label("", dim=True)
+        self.measure = QPushButton("Measure what it learned")
+        self.measure.clicked.connect(self.start_measuring)
+        self.undo = QPushButton("Undo")
+        self.undo.clicked.connect(self.undo_change)
+        self.undo.hide()
+        self.table = QGridLayout()
+        self.table.setContentsMargins(0, 0, 0, 0)
+        self.table.setHorizontalSpacing(18)
+        self.cells: dict[str, tuple[QLabel, QLabel]] = {}
+        for col, text in ((1, "before"), (2, "after")):
+            self.table.addWidget(_label(text, dim=True, wrap=False), 0, col)
+        for row, (key, text) in enumerate(_LEARN_ROWS, 1):
+            self.table.addWidget(_label(text, wrap=False), row, 0)
+            before, after = _label("", wrap=False), _label("", wrap=False)
+            self.table.addWidget(before, row, 1)
+            self.table.addWidget(after, row, 2)
+            self.cells[key] = (before, after)
+        self.table.setColumnStretch(3, 1)
+        self.table_box = QWidget()
+        self.table_box.setLayout(self.table)
+        self.table_box.hide()
+        self.message = _label()
+        self.message.hide()
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.addWidget(self.measure)
+        buttons.addWidget(self.undo)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 8)
+        layout.setSpacing(6)
+        layout.addWidget(self.title)
+        layout.addWidget(self.summary)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table_box)
+        layout.addWidget(self.message)
+
+    def refresh(self) -> None:
+        engine = self.w.engine
+        self.w.tasks.run(engine.learning_summary, done=self.show_summary, key="learning-summary",
+                         name="learning summary")
+
+    def show_summary(self, s: LearnedSummary) -> None:
+        if not s.opens:
+            self.summary.setText("Open a search result and Sift ties your words to it at once: searching for "
+                                 "it again, in these or other words, brings it to the top. No training needed.")
+        else:
+            self.summary.setText(f"From your {s.opens:,} opened results Sift has learned {s.queries:,} searches "
+                                 f"on {s.passages:,} passages; they come first when you search for them again."
+                                 + (f" How much this counts was measured on {s.weights.chosen_on} held-out searches."
+                                    if s.weights.chosen_on else ""))
+        self.measure.setVisible(s.queries > 0)
+
+    def start_measuring(self) -> None:
+        engine = self.w.engine
+        self.previous = engine.learning_summary().weights
+        self.measure.setEnabled(False)
+        self.message.setText("Measuring on searches kept aside…")
+        self.message.show()
+        self.w.tasks.run(lambda: engine.tune_learning(adopt=True), done=self.show_report, error=self._failed,
+                         name="measure learning")
+
+    def show_report(self, report: TuneReport) -> None:
+        self.measure.setEnabled(True)
+        self.message.setText(report.message)
+        self.table_box.setVisible(report.enough)
+        for key, (before, after) in self.cells.items():
+            if report.enough:
+                before.setText(f"{report.before[key]:.3f}")
+                after.setText(f"{report.after[key]:.3f}")
+        self.undo.setVisible(report.enough and self.previous is not None and self.previous != report.weights)
+        self.refresh()
+        self.measured.emit(report)
+
+    def undo_change(self) -> None:
+        if self.previous is None:
+            return
+        previous, engine = self.previous, self.w.engine
+
+        def done(_result) -> None:
+            self.undo.hide()
+            self.message.setText("Back to how much learning counted before.")
+            self.refresh()
+            self.undone.emit()
+
+        self.w.tasks.run(lambda: engine.set_learning(previous), done=done, error=self._failed, name="undo learning")
+
+    def _failed(self, exc: BaseException) -> None:
+        self.measure.setEnabled(True)
+        self.message.setText(f"Sift could not measure what it learned: {exc}")
+        self.message.show()
+
+
 class DataPage(QWizardPage):
     """What Sift would learn from; Next only when there is enough (or the cold start is chosen)."""
 
@@ -219,8 +332,11 @@ class DataPage(QWizardPage):
         self.summary: DataSummary | None = None
         self.pending = False  # a summary for the options now chosen is on its way
         self.setTitle("What Sift learns from")
-        self.setSubTitle("Each time you open a search result, Sift notes which passage answered which words. "
-                         "It learns your vocabulary from these, on this computer; nothing leaves it.")
+        self.setSubTitle("Each time you open a search result, Sift notes which passage answered which words, "
+                         "on this computer; nothing leaves it. Later, it can also train its search model on them.")
+        self.learned = LearnedBox(wizard)
+        self.training_title = _label("Later, optional: train the search model on your searches", wrap=False)
+        self.training_title.setFont(theme.scaled_font(self.training_title.font(), 1.0, bold=True))
         self.loading = _label("Reading your search history…", dim=True)
         self.figures = QGridLayout()
         self.figures.setContentsMargins(0, 0, 0, 0)
@@ -263,6 +379,8 @@ class DataPage(QWizardPage):
 
         layout = QVBoxLayout(self)
         layout.setSpacing(10)
+        layout.addWidget(self.learned)
+        layout.addWidget(self.training_title)
         layout.addWidget(self.loading)
         layout.addWidget(self.figures_box)
         layout.addWidget(self.split_note)
@@ -272,6 +390,7 @@ class DataPage(QWizardPage):
         layout.addStretch(1)
 
     def initializePage(self) -> None:
+        self.learned.refresh()
         self.refresh()
 
     def refresh(self) -> None:

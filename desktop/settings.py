@@ -95,6 +95,7 @@ class SettingsDialog(QDialog):
     """Edits a copy of the settings; Save applies them through the engine off the GUI thread."""
 
     applied = Signal()  # the engine took every change (tests wait on this)
+    learningForgotten = Signal()  # the history and all learned from it are gone
 
     def __init__(self, engine: Engine, indexer: Indexer, prefs: Prefs, *, chunks: int = 0, ndim: int = DEFAULT_NDIM,
                  tray_available: bool = True, parent: QWidget | None = None) -> None:
@@ -252,7 +253,28 @@ class SettingsDialog(QDialog):
         form.addRow("Reranking", _column(self.rerank, self.rerank_note, _left(self.add_reranker)))
         form.addRow("Run models on", _left(self.device))
         form.addRow("Vector precision", _column(_left(self.precision), self.size_note))
+
+        self.learn = QCheckBox("Learn from the results I open: they come first when I search for them again")
+        self.learn.setChecked(c.learn_from_clicks)
+        self.forget_button = QPushButton("Forget what Sift learned")
+        self.forget_button.clicked.connect(self.forget_learning)
+        self.learn_note = _hint("Your opened results and what Sift learned from them stay on this computer.")
+        form.addRow("Learning", _column(self.learn, self.learn_note, _left(self.forget_button)))
         return _form_page(form)
+
+    def forget_learning(self) -> None:
+        """Forget every opened result and what was learned from them (a worker does it)."""
+        self.forget_button.setEnabled(False)
+
+        def done(_result) -> None:
+            self.learn_note.setText("Sift forgot every opened result and all it learned from them.")
+            self.learningForgotten.emit()
+
+        def failed(exc: BaseException) -> None:
+            self.forget_button.setEnabled(True)
+            self._show_error(str(exc))
+
+        self.indexer.tasks.run(self.engine.clear_history, done=done, error=failed, name="forget learning")
 
     def _appearance_tab(self, tray_available: bool) -> QWidget:
         self.theme_choice = QComboBox()
@@ -363,6 +385,7 @@ class SettingsDialog(QDialog):
             "device": self.device.currentData(),
             "vector_dtype": self.precision.currentData(),
             "use_reranker": self.rerank.isChecked() if self.rerank.isEnabled() else c.use_reranker,
+            "learn_from_clicks": self.learn.isChecked(),
         }
         for name, box in (("watch", self.watch), ("low_priority", self.low_priority)):
             if hasattr(c, name):

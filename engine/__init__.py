@@ -19,6 +19,7 @@ from engine.finetune import (
     Metrics,
     TrainOptions,
 )
+from engine.learn import LearnedSummary, LearnWeights, TuneReport
 from engine.models import ModelCard, ModelInfo, load_card, save_card
 from engine.paths import Paths, resolve_paths
 from engine.types import (
@@ -50,6 +51,8 @@ __all__ = [
     "FolderError",
     "Hit",
     "IndexReport",
+    "LearnWeights",
+    "LearnedSummary",
     "Metrics",
     "ModelCard",
     "ModelError",
@@ -64,6 +67,7 @@ __all__ = [
     "SiftError",
     "StatusReport",
     "TrainOptions",
+    "TuneReport",
     "Why",
     "human_size",
     "load_card",

@@ -488,3 +488,73 @@ def test_the_batch_size_steps_over_one(qtbot, monkeypatch, engine, make_wizard):
     assert box.value() == 2
     box.stepDown()
     assert box.value() == 0
+
+
+# -- instant learning, first in the wizard ------------------------------------------------------------------
+
+
+def test_the_wizard_leads_with_instant_learning_measured_and_undone_in_one_click(qtbot, make_engine, docs, tasks):
+    from engine.learn import MIN_TUNE_QUERIES
+    from tests.helpers import write
+
+    topics = ["boiler pressure gauge", "espresso descaling limescale", "bike tyre pump", "tomato garden staking",
+              "tax return receipts", "birds migrating stars"]
+    for n, topic in enumerate(topics):
+        write(docs / f"note{n}.txt", f"A note about {topic}, and little else.")
+    engine = make_engine()
+    engine.add_folder(docs)
+    engine.index()
+    wizard = FinetuneWizard(engine, tasks)
+    qtbot.addWidget(wizard)
+    wizard.show()
+    box = wizard.data_page.learned
+    qtbot.waitUntil(lambda: "Open a search result" in box.summary.text(), timeout=WAIT_MS)
+    assert not box.measure.isVisible()
+    for n in range(MIN_TUNE_QUERIES + 3):
+        query = f"{topics[n % len(topics)]} question {n}"
+        hits = engine.search(query)
+        hit = next(h for h in hits if h.path.endswith(f"note{n % len(topics)}.txt"))
+        engine.record_click(query, hit, rank=hits.index(hit) + 1, shown=hits)
+    box.refresh()
+    qtbot.waitUntil(lambda: "learned 15 searches" in box.summary.text(), timeout=WAIT_MS)
+    assert box.measure.isVisible()
+    assert not wizard.data_page.isComplete() or wizard.data_page.summary.enough  # the 200-open wall is training's only
+    with qtbot.waitSignal(box.measured, timeout=WAIT_MS) as measured:
+        qtbot.mouseClick(box.measure, Qt.MouseButton.LeftButton)
+    report = measured.args[0]
+    assert report.enough and box.table_box.isVisible()
+    assert box.cells["refind success@1"][1].text() == f"{report.after['refind success@1']:.3f}"
+    assert engine.learning_summary().weights == report.weights
+    if box.undo.isVisible():
+        with qtbot.waitSignal(box.undone, timeout=WAIT_MS):
+            qtbot.mouseClick(box.undo, Qt.MouseButton.LeftButton)
+        assert engine.learning_summary().weights == box.previous
+    qtbot.waitUntil(tasks.is_idle, timeout=WAIT_MS)
+    wizard.close()
+
+
+def test_settings_forget_what_was_learned_in_one_click(qtbot, make_engine, docs):
+    from tests.helpers import write
+
+    write(docs / "note.txt", "The boiler pressure gauge reads low in winter.")
+    engine = make_engine()
+    engine.add_folder(docs)
+    engine.index()
+    hits = engine.search("boiler gauge")
+    engine.record_click("boiler gauge", hits[0], rank=1, shown=hits)
+    tasks = Tasks()
+    indexer = Indexer(engine, tasks, use_service=False)
+    dialog = SettingsDialog(engine, indexer, Prefs(engine.paths.config))
+    qtbot.addWidget(dialog)
+    try:
+        dialog.show()
+        assert dialog.learn.isChecked()
+        with qtbot.waitSignal(dialog.learningForgotten, timeout=WAIT_MS):
+            qtbot.mouseClick(dialog.forget_button, Qt.MouseButton.LeftButton)
+        assert engine.learning_summary().opens == 0 and engine.learning_summary().queries == 0
+        dialog.learn.setChecked(False)
+        assert dialog.changes() == {"learn_from_clicks": False}
+        qtbot.waitUntil(tasks.is_idle, timeout=WAIT_MS)
+    finally:
+        dialog.close()
+        tasks.shutdown()
