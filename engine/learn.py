@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -37,6 +38,10 @@ TUNE_HELDOUT_FRACTION = 1 / 3
 TUNE_SEED = 7
 # A chosen weight must not cost the held-out new queries more than this nDCG@10.
 TUNE_MAX_LOSS = 0.0
+# Pseudo-relevance feedback is switched on when it lifts the held-out new queries' nDCG@10 by
+# this much and costs re-finding's MRR@10 no more than FEEDBACK_MAX_LOSS.
+FEEDBACK_MIN_GAIN = 0.005
+FEEDBACK_MAX_LOSS = 0.01
 META_KEY = "learn_weights"
 _DAY = 86_400.0
 
@@ -55,6 +60,7 @@ class LearnWeights:
     weight: float = 1.0
     threshold: float = 0.75
     keyword_share: float = 0.5
+    feedback: bool = False           # pseudo-relevance feedback (engine/search.py), when it measured better
     chosen_on: int = 0               # held-out searches they were chosen on; 0: the default
 
     def to_json(self) -> str:
@@ -192,6 +198,10 @@ class Learned:
     @property
     def weight(self) -> float:
         return self.weights.weight
+
+    @property
+    def feedback(self) -> bool:
+        return self.weights.feedback
 
     def _stamp(self, model_id: str) -> tuple:
         learned = self.catalog.conn.execute("SELECT count(*), max(id), total(at) FROM learned").fetchone()
@@ -353,7 +363,9 @@ def tune(catalog: Catalog, make_search: Callable[[LearnWeights, frozenset[str]],
     of what is learned and searched as new queries, the rest are asked again in another form.
 
     The weights kept are the grid point with the best new-query nDCG@10 + re-finding MRR@10 among
-    those that cost the new queries nothing (TUNE_MAX_LOSS); none: learning stays at weight 0."""
+    those that cost the new queries nothing (TUNE_MAX_LOSS); none: learning stays at weight 0.
+    Pseudo-relevance feedback is then tried with them, and kept when it lifts the new queries by
+    FEEDBACK_MIN_GAIN at a re-finding cost of FEEDBACK_MAX_LOSS at most."""
     queries, opened = history(catalog)
     keys = sorted(queries)
     if len(keys) < MIN_TUNE_QUERIES:
@@ -374,15 +386,23 @@ def tune(catalog: Catalog, make_search: Callable[[LearnWeights, frozenset[str]],
         search = make_search(weights, exclude)
         results.append((weights, new_query_scores(search, new, opened), refind_scores(search, again, opened)))
         if on_step is not None:
-            on_step(n + 1, len(points))
+            on_step(n + 1, len(points) + 1)
     base_new, base_again = results[0][1], results[0][2]
     ok = [r for r in results[1:] if r[1]["ndcg@10"] >= base_new["ndcg@10"] - TUNE_MAX_LOSS]
     best = max(ok, key=lambda r: (r[1]["ndcg@10"] + r[2]["mrr@10"], -r[0].weight), default=results[0])
-    weights = LearnWeights(weight=best[0].weight, threshold=best[0].threshold, keyword_share=best[0].keyword_share,
-                           chosen_on=len(new) + len(again))
+    chosen = best[0]
+    with_feedback = dataclasses.replace(chosen, feedback=True)
+    search = make_search(with_feedback, exclude)
+    fb = (with_feedback, new_query_scores(search, new, opened), refind_scores(search, again, opened))
+    if on_step is not None:
+        on_step(len(points) + 1, len(points) + 1)
+    if (fb[1]["ndcg@10"] >= best[1]["ndcg@10"] + FEEDBACK_MIN_GAIN
+            and fb[2]["mrr@10"] >= best[2]["mrr@10"] - FEEDBACK_MAX_LOSS):
+        best = fb
+    weights = dataclasses.replace(best[0], chosen_on=len(new) + len(again))
     before = {**{f"new {k}": v for k, v in base_new.items()}, **{f"refind {k}": v for k, v in base_again.items()}}
     after = {**{f"new {k}": v for k, v in best[1].items()}, **{f"refind {k}": v for k, v in best[2].items()}}
-    if weights.weight > 0:
+    if weights.weight > 0 or weights.feedback:
         message = (f"Learning from your opens: re-finding in other words, first result right "
                    f"{before['refind success@1']:.0%} → {after['refind success@1']:.0%}; new searches nDCG@10 "
                    f"{before['new ndcg@10']:.3f} → {after['new ndcg@10']:.3f} ({len(new)} held-out, "

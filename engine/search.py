@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -67,6 +68,17 @@ KEYWORD_WEIGHT = 1.0
 RERANK_DEPTH = 30
 RERANK_MAX_TOKENS = 256
 RERANK_CACHE_SIZE = 20_000
+
+# Pseudo-relevance feedback (an option that learning switches on only when the held-out
+# searches of the history improve, see engine/learn.py): the first pass's best FEEDBACK_DOCS
+# documents stand for what is relevant. Rocchio moves the query vector toward their best
+# passages' mean (by FEEDBACK_BETA, the query's own weight 1); RM3-style, their FEEDBACK_TERMS
+# most telling words (frequency in them × rarity in the collection) join the keyword query.
+# Measured outside the app: hybrid nDCG@10 +0.023 on Cranfield, −0.013 on CISI; hence gated.
+FEEDBACK_DOCS = 3
+FEEDBACK_BETA = 0.5
+FEEDBACK_TERMS = 10
+FEEDBACK_CANDIDATE_TERMS = 40   # the commonest words of the feedback passages whose rarity is counted
 
 PASSAGES_PER_HIT = 3
 SNIPPET_CHARS = 240
@@ -293,6 +305,9 @@ class LearnedSource(Protocol):
     @property
     def weight(self) -> float: ...
 
+    @property
+    def feedback(self) -> bool: ...   # pseudo-relevance feedback on (chosen on held-out searches)
+
     def passages(self, *, terms: Sequence[str], q: np.ndarray | None, embedder: Embedder,
                  where: ChunkFilter) -> list[tuple[int, float]]: ...
 
@@ -440,18 +455,15 @@ class Searcher:
                                                embedder=self._embedder(), where=query.where):
                 cands.setdefault(cid, _Candidate(cid)).learned = value
             timings["learned"] = (time.perf_counter() - t) * 1000
-        # The dense side knows nothing of "phrases" and -words: keep only the chunks that hold
-        # every phrase, and drop those holding an excluded word.
-        if query.phrases:
-            allowed = self.catalog.matching_ids(query.required() or "", among=cands)
-            cands = {cid: c for cid, c in cands.items() if cid in allowed}
-        elif query.excluded:
-            banned = self.catalog.matching_ids(" OR ".join(_quote(x) for x in query.excluded), among=cands)
-            cands = {cid: c for cid, c in cands.items() if cid not in banned}
+        cands = self._constrained(query, cands)
         rows = self.catalog.chunks_by_id(list(cands))
         ranked = [c for c in cands.values() if c.chunk_id in rows]
         _fuse(ranked, rows, learned.weight if learned is not None else 0.0)
         ranked.sort(key=lambda c: (-c.fused, c.chunk_id))
+        if learned is not None and learned.feedback and q is not None and ranked:
+            t = time.perf_counter()
+            ranked, rows = self._feedback(query, q, ranked, rows, cands, learned.weight)
+            timings["feedback"] = (time.perf_counter() - t) * 1000
 
         best_possible = (DENSE_WEIGHT if ran != "bm25" else 0) / (RRF_K + 1) + (
             KEYWORD_WEIGHT if ran != "dense" else 0) / (RRF_K + 1)
@@ -478,6 +490,64 @@ class Searcher:
         hits = self._group(ranked, rows, query, limit, score)
         timings["group"] = (time.perf_counter() - t) * 1000
         return SearchResult(hits, ran, timings, note, rerank_depth=depth if ranked else 0, rerank_tokens=tokens)
+
+    def _constrained(self, query: Query, cands: dict[int, _Candidate]) -> dict[int, _Candidate]:
+        """The dense side knows nothing of "phrases" and -words: keep only the chunks that hold
+        every phrase, and drop those holding an excluded word."""
+        if query.phrases:
+            allowed = self.catalog.matching_ids(query.required() or "", among=cands)
+            cands = {cid: c for cid, c in cands.items() if cid in allowed}
+        elif query.excluded:
+            banned = self.catalog.matching_ids(" OR ".join(_quote(x) for x in query.excluded), among=cands)
+            cands = {cid: c for cid, c in cands.items() if cid not in banned}
+        return cands
+
+    def _feedback(self, query: Query, q: np.ndarray, ranked: list[_Candidate], rows: dict[int, ChunkRow],
+                  cands: dict[int, _Candidate],
+                  learned_weight: float) -> tuple[list[_Candidate], dict[int, ChunkRow]]:
+        """Stage 1 again with the query widened by the first pass's best documents (see FEEDBACK_DOCS)."""
+        top: list[int] = []
+        seen: set[int] = set()
+        for c in ranked:
+            fid = rows[c.chunk_id].file_id
+            if fid not in seen:
+                seen.add(fid)
+                top.append(c.chunk_id)
+                if len(top) == FEEDBACK_DOCS:
+                    break
+        _, vecs = self.catalog.chunk_vectors(self._embedder().model_id, top)
+        moved = q + FEEDBACK_BETA * vecs.mean(axis=0) if len(vecs) else q
+        moved = moved / (np.linalg.norm(moved) or 1.0)
+        keys, _ = self._ann(moved.astype(np.float32), DENSE_DEPTH, query.where)
+        terms = self._feedback_terms(query, [rows[cid].text for cid in top])
+        widened = dataclasses.replace(query, terms=query.terms + tuple(terms)) if terms else query
+        found = self._keyword_search(widened)
+        for c in cands.values():
+            c.dense_rank = c.keyword_rank = None
+        for rank, cid in enumerate(keys, 1):
+            cands.setdefault(cid, _Candidate(cid)).dense_rank = rank
+        for rank, (cid, _) in enumerate(found, 1):
+            cands.setdefault(cid, _Candidate(cid)).keyword_rank = rank
+        cands = self._constrained(query, {cid: c for cid, c in cands.items()
+                                          if c.dense_rank or c.keyword_rank or c.learned})
+        rows = self.catalog.chunks_by_id(list(cands))
+        ranked = [c for c in cands.values() if c.chunk_id in rows]
+        _fuse(ranked, rows, learned_weight)
+        ranked.sort(key=lambda c: (-c.fused, c.chunk_id))
+        return ranked, rows
+
+    def _feedback_terms(self, query: Query, texts: Sequence[str]) -> list[str]:
+        """The feedback passages' most telling words not in the query: share of each passage × rarity."""
+        weight: dict[str, float] = {}
+        for text in texts:
+            words = [w for w in _WORD.findall(text.lower())
+                     if len(w) > 2 and not w.isdigit() and w not in _STOPWORDS and w not in query.terms]
+            for w in words:
+                weight[w] = weight.get(w, 0.0) + 1.0 / len(words)
+        common = sorted(weight, key=lambda w: (-weight[w], w))[:FEEDBACK_CANDIDATE_TERMS]
+        scored = {w: weight[w] * np.log(1 + KEYWORD_MAX_SCORED / (1 + self.catalog.count_matches(
+            _quote(w), cap=KEYWORD_MAX_SCORED))) for w in common}
+        return sorted(scored, key=lambda w: (-scored[w], w))[:FEEDBACK_TERMS]
 
     def _keyword_search(self, query: Query) -> list[tuple[int, float]]:
         """BM25 over FTS5 of the expression _keyword_plan chooses, given up after KEYWORD_BUDGET_MS."""
