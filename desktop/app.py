@@ -139,6 +139,8 @@ class SiftApp(QObject):
         self.window.panelRequested.connect(self.show_panel)
         self.window.addFolderRequested.connect(self.choose_folder)
         self.window.closing.connect(self._window_closing)
+        self.indexer.statusChanged.connect(self._catalog_status)
+        self.damage_box: QMessageBox | None = None  # the offer to rebuild a damaged catalog, once shown
         self._quitting = False
 
     # -- start and stop ---------------------------------------------------------------------------
@@ -283,6 +285,35 @@ class SiftApp(QObject):
 
     def _settings_applied(self) -> None:
         self.window.folders_changed()
+
+    # -- a damaged catalog -------------------------------------------------------------------------
+
+    def _catalog_status(self, status) -> None:
+        """The engine's quick check found damage: say so once, and offer the rebuild."""
+        if not status.catalog_damage or self.damage_box is not None:
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, "Sift's catalog is damaged",
+                          "Sift's catalog, where it keeps the text of your documents, is damaged "
+                          f"({status.catalog_damage}). Searches and indexing may fail until it is rebuilt.\n\n"
+                          "Rebuilding indexes your folders again into a new catalog. Your opened results and "
+                          "settings are kept, and the damaged file is kept aside.", parent=self.window)
+        rebuild = box.addButton("Rebuild the catalog", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Later", QMessageBox.ButtonRole.RejectRole)
+        box.buttonClicked.connect(lambda button: self.rebuild_catalog() if button is rebuild else None)
+        self.damage_box = box
+        box.open()
+
+    def rebuild_catalog(self) -> None:
+        """Set the damaged catalog aside and index the folders again into a new one (the Rebuild button)."""
+        self.window.show_message("Rebuilding the catalog: Sift is indexing your folders again …")
+        self.indexer.change(lambda: self.engine.rebuild_catalog(index=False), done=self._catalog_rebuilt,
+                            error=lambda exc: QMessageBox.warning(self.window, "Sift", str(exc)))
+
+    def _catalog_rebuilt(self, result) -> None:
+        done, _ = result
+        where = f"; the damaged one is kept as {done.damaged}" if done.damaged else ""
+        self.window.show_message(f"Sift started a new catalog{where}.")
+        self.damage_box = None  # damage found again later is offered again
 
     def _window_closing(self, event: QCloseEvent) -> None:
         if self._quitting:

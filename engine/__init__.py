@@ -4,6 +4,7 @@ from engine.config import BUNDLED_MODEL, Config
 from engine.engine import Engine
 from engine.errors import (
     Cancelled,
+    CatalogDamagedError,
     CatalogError,
     ConfigError,
     DiskFullError,
@@ -39,6 +40,7 @@ from engine.types import (
 __all__ = [
     "BUNDLED_MODEL",
     "Cancelled",
+    "CatalogDamagedError",
     "CatalogError",
     "Config",
     "ConfigError",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import CatalogError, DiskFullError
+from engine.errors import CatalogDamagedError, CatalogError, DiskFullError, SiftError
 from engine.types import Chunk, FileStatus
 
 SCHEMA_VERSION = 3
@@ -248,6 +248,8 @@ class Catalog:
         except sqlite3.DatabaseError as exc:
             if DiskFullError.caused(exc, self.path.parent):
                 raise DiskFullError(self.path.parent, "open its catalog") from exc
+            if isinstance(catalog_error(exc, self.path), CatalogDamagedError):
+                raise CatalogDamagedError(self.path, str(exc)) from exc
             raise CatalogError(
                 f"The catalog {self.path} cannot be opened ({exc}). Move it aside and run `sift index` "
                 "to build a new one."
@@ -294,9 +296,7 @@ class Catalog:
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            raise CatalogError(
-                f"The catalog {self.path} is damaged ({exc}). Move it aside and run `sift index` to rebuild it."
-            ) from exc
+            raise CatalogDamagedError(self.path, str(exc)) from exc
         if version > SCHEMA_VERSION:
             raise CatalogError(
                 f"The catalog {self.path} was written by a newer Sift (schema {version}; this one knows "
@@ -648,6 +648,30 @@ class Catalog:
     def check(self) -> str:
         """SQLite's own integrity check: 'ok' or a description of the damage."""
         return "; ".join(r[0] for r in self.conn.execute("PRAGMA integrity_check"))
+
+    def quick_check(self) -> str:
+        """SQLite's quick check (every page read, no index cross-checks): 'ok', or the damage it found."""
+        try:
+            found = [r[0] for r in self.conn.execute("PRAGMA quick_check(20)")]
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        return "ok" if found == ["ok"] else "; ".join(found)
+
+
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def catalog_error(exc: sqlite3.Error, path: Path) -> SiftError:
+    """The engine's error for an SQLite error escaping the catalog: damage, a full disk, or else."""
+    if DiskFullError.caused(exc, path.parent):
+        return DiskFullError(path.parent, "save its catalog")
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return CatalogDamagedError(path, str(exc))
+    if code is None and str(exc) in ("database disk image is malformed", "file is not a database"):
+        return CatalogDamagedError(path, str(exc))
+    return CatalogError(f"The catalog {path} could not be used ({exc}). If this persists, `sift status` "
+                        "checks it for damage.")
 
 
 def _batched_vectors(cursor: sqlite3.Cursor, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

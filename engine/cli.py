@@ -13,8 +13,10 @@ import time
 from collections.abc import Sequence
 
 from engine.engine import Engine
-from engine.errors import Cancelled, SiftError
+from engine.errors import Cancelled, CatalogDamagedError, SiftError
 from engine.models import NO_RERANKER, ModelInfo, model_name
+from engine.paths import resolve_paths
+from engine.repair import set_aside
 from engine.rerank import DEFAULT_RERANKER, reranker_download_size
 from engine.search import MODES
 from engine.types import Hit, IndexReport, Progress, human_size
@@ -307,13 +309,37 @@ def cmd_history(engine: Engine, args) -> int:
     return EXIT_OK
 
 
+def cmd_rebuild(engine: Engine, args) -> int:
+    if getattr(args, "set_aside", False):  # main() already did: it could not open the old one
+        _print_report(_run_index(engine, args.quiet))
+        return EXIT_OK
+    line = None if args.quiet else _ProgressLine()
+    try:
+        done, report = engine.rebuild_catalog(on_progress=line)
+    finally:
+        if line is not None:
+            line.done()
+    _print_rebuilt(done)
+    _print_report(report)
+    return EXIT_OK
+
+
+def _print_rebuilt(done) -> None:
+    kept = f"The old catalog is kept as {done.damaged}" if done.damaged else "There was no catalog"
+    print(f"{kept}; carried over {done.rows.get('clicks', 0)} opened results and "
+          f"{done.rows.get('embeddings', 0)} cached vectors. Settings are unchanged.")
+
+
 def cmd_status(engine: Engine, args) -> int:
     s = engine.status()
     if args.json:
         data = dataclasses.asdict(s)
         data["problems"] = [{"path": p.path, "status": str(p.status), "reason": p.reason} for p in s.problems]
         print(json.dumps(data, ensure_ascii=False, indent=2))
-        return EXIT_OK
+        return EXIT_ERROR if s.catalog_damage else EXIT_OK
+    if s.catalog_damage:
+        print(f"Catalog: DAMAGED ({s.catalog_damage}). Search and indexing may fail; run `sift rebuild` to index "
+              "your folders again into a new catalog (your opened results and settings are kept).")
     if s.using_samples:
         print("Folders: none chosen yet; searching the bundled sample documents.")
     else:
@@ -329,7 +355,7 @@ def cmd_status(engine: Engine, args) -> int:
         print(f"Could not index {len(s.problems)} files:")
         for p in s.problems:
             print(f"  {p.status:<11} {p.path}: {p.reason}")
-    return EXIT_OK
+    return EXIT_ERROR if s.catalog_damage else EXIT_OK
 
 
 def _service_text(p: Progress, folders: int) -> str:
@@ -553,6 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index new and changed files, forget deleted ones")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
+    p = sub.add_parser("rebuild", help="a new catalog from your folders (after damage): keeps opened results and "
+                       "settings; the old file is kept aside")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_rebuild)
     p = sub.add_parser("search", help="search by meaning and keywords")
     p.add_argument("query", nargs="+")
     p.add_argument("-n", "--limit", type=int, default=10, help="how many documents (default 10)")
@@ -652,7 +682,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "standalone", None) is not None:  # needs no engine over the user's own home
         return args.standalone(args)
     try:
-        engine = Engine.open(args.home)
+        try:
+            engine = Engine.open(args.home)
+        except CatalogDamagedError:
+            if args.command != "rebuild":
+                raise
+            # Too damaged to open at all: set it aside first, then rebuild into the new one.
+            _print_rebuilt(set_aside(resolve_paths({"SIFT_HOME": args.home} if args.home else None)))
+            args.set_aside = True
+            engine = Engine.open(args.home)
     except SiftError as exc:
         print(f"sift: {exc}", file=sys.stderr)
         return EXIT_ERROR

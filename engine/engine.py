@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import logging
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -15,27 +18,56 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from engine.catalog import Catalog
+from engine.catalog import Catalog, catalog_error
 from engine.config import VECTOR_DTYPES, Config, load_config, save_config
 from engine.embed import Embedder, SentenceTransformerEmbedder, resolve_model
-from engine.errors import Cancelled, DiskFullError, FolderError, ModelError, SiftError
 from engine import learn
+from engine.errors import Cancelled, CatalogDamagedError, DiskFullError, FolderError, ModelError, SiftError
 from engine.indexer import BATCH_CHUNKS, Indexer, forget_root_devices, is_within, iter_paths, offline_roots
 from engine.models import NO_RERANKER, ModelInfo, list_models, mark_adopted, model_value
 from engine.parse.runner import ParseRunner
 from engine.paths import Paths, resolve_paths, samples_dir
+from engine.repair import SetAside, relearn_from_clicks, set_aside
 from engine.rerank import CrossEncoderReranker, Reranker, download_reranker, import_reranker
 from engine.search import _STOPWORDS, RERANK_MAX_TOKENS, Searcher, SearchResult, parse_query
 from engine.types import Hit, IndexReport, Problem, Progress, StatusReport
 from engine.vectors import IndexFileError, VectorIndex
 
 if TYPE_CHECKING:  # imported where a service is started: the CLI's other commands need no watchdog
-    from engine.finetune import DataSummary, FinetuneProgress, FinetuneResult, Trainer, TrainOptions
+    from engine.finetune import (
+        DataSummary,
+        FinetuneProgress,
+        FinetuneResult,
+        Trainer,
+        TrainOptions,
+    )
     from engine.service import IndexService
 
 log = logging.getLogger(__name__)
 
 
+def _catalog_errors(cls: type) -> type:
+    """Every public method of `cls` raises SiftError, never sqlite3's: a damaged catalog page becomes
+    CatalogDamagedError (what to do included), a full disk DiskFullError."""
+    def guarded(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def call(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                error = catalog_error(exc, self.paths.catalog)
+                if isinstance(error, CatalogDamagedError):
+                    self._catalog_damage = None  # the next status() checks the whole file again
+                raise error from exc
+        return call
+
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.isfunction(member):
+            setattr(cls, name, guarded(member))
+    return cls
+
+
+@_catalog_errors
 class Engine:
     """Everything Sift does, for the CLI and the GUI alike. Safe to call from several threads."""
 
@@ -58,6 +90,11 @@ class Engine:
         self._cancel = threading.Event()
         self._progress = Progress()
         self._service = None  # the background IndexService, while one runs (see the last section)
+        self._catalog_damage: str | None = None  # the last quick check's finding; None: not checked yet
+        self._new_searcher()
+
+    def _new_searcher(self) -> None:
+        """What reads the catalog for searches: made again when the catalog is replaced (rebuild)."""
         self._learned = learn.Learned(self.catalog, learn.LearnWeights.from_json(self.catalog.get_meta(learn.META_KEY)))
         self._searcher = Searcher(catalog=self.catalog, embedder=lambda: self._serving()[0],
                                   vectors=lambda: self._serving()[1],
@@ -683,8 +720,48 @@ class Engine:
 
     # -- status --------------------------------------------------------------------------------
 
+    def check_catalog(self) -> str:
+        """SQLite's quick check of the catalog (reads every page): "ok", or the damage found."""
+        self._catalog_damage = self.catalog.quick_check()
+        return self._catalog_damage
+
+    def rebuild_catalog(self, *, index: bool = True, on_progress: Callable[[Progress], None] | None = None
+                        ) -> tuple[SetAside, IndexReport | None]:
+        """Set the catalog aside, start a new one with the clicks and cached vectors still readable
+        from the old, and (unless `index` is False) index the folders into it. Settings live in
+        their own file and are kept.
+
+        The old file stays beside the new as catalog.damaged-TIME.sqlite3. The background service,
+        if one runs, holds still meanwhile and then does the indexing itself. Raises Cancelled when the indexing is
+        cancelled: the new catalog keeps what was indexed, and `index()` continues from there.
+        """
+        with self._background_paused(), self._exclusive(), self._vectors_lock:
+            self._searcher.close()
+            self.catalog.close()
+            self._vectors = None
+            done = set_aside(self.paths)
+            self.catalog = Catalog(self.paths.catalog)
+            self._new_searcher()
+            self._catalog_damage = None
+        log.warning("the catalog was set aside as %s and a new one started (%s)", done.damaged or "-",
+                    ", ".join(f"{n} {table}" for table, n in done.rows.items()) or "nothing salvaged")
+        if self._service is not None:  # it indexes into the new catalog itself
+            self._service.rescan("the catalog was rebuilt")
+            return done, None
+        if not index:
+            return done, None
+        report = self.index(on_progress=on_progress)
+        relearn_from_clicks(self.catalog)
+        self._new_searcher()  # what was learned is read afresh
+        return done, report
+
     def status(self) -> StatusReport:
-        """Counts, model, sizes and problems; never loads the model."""
+        """Counts, model, sizes and problems; never loads the model. The catalog's quick check runs
+        on the first call and after any damage was met; damage is reported in `catalog_damage`,
+        with whatever could still be counted."""
+        damage = self._catalog_damage if self._catalog_damage is not None else self.check_catalog()
+        if damage != "ok":
+            return self._damaged_status(damage)
         index_bytes = sum(p.stat().st_size for p in self.paths.index_dir.glob(f"*.{self._config.vector_dtype}.usearch"))
         catalog_bytes = sum(p.stat().st_size for p in self.paths.data.glob("catalog.sqlite3*"))
         try:
@@ -698,6 +775,20 @@ class Engine:
                             vector_dtype=self._config.vector_dtype, index_bytes=index_bytes,
                             catalog_bytes=catalog_bytes, problems=problems,
                             offline=tuple(offline_roots(self.roots(), self.catalog)))
+
+    def _damaged_status(self, damage: str) -> StatusReport:
+        def tried(read, default):
+            try:
+                return read()
+            except sqlite3.Error:
+                return default
+
+        catalog_bytes = sum(p.stat().st_size for p in self.paths.data.glob("catalog.sqlite3*"))
+        problems = tuple(Problem(r.path, r.status, r.reason) for r in tried(self.catalog.problems, []))
+        return StatusReport(folders=tuple(self.roots()), using_samples=self.using_samples,
+                            files_by_status=tried(self.catalog.counts_by_status, {}),
+                            chunks=tried(self.catalog.chunk_count, 0), vector_dtype=self._config.vector_dtype,
+                            catalog_bytes=catalog_bytes, problems=problems, catalog_damage=damage)
 
     # -- watching and the background service ---------------------------------------------------
 

@@ -5,6 +5,7 @@
     ├── FolderError              a folder to add/remove does not exist, overlaps, or is not known
     ├── ModelError               an embedding model cannot be found or loaded
     ├── CatalogError             the catalog is unreadable or from a newer Sift
+    │   └── CatalogDamagedError  its file is damaged: `sift rebuild` (Rebuild in the app) makes a new one
     ├── DiskFullError            the disk holding Sift's data is full; nothing committed is lost
     ├── ParseError               one file could not be turned into text (carries a FileStatus)
     └── IndexFileError           (engine/vectors.py) the saved vector index is missing or damaged;
@@ -43,6 +44,22 @@ class ModelError(SiftError):
 
 class CatalogError(SiftError):
     """The catalog database cannot be used."""
+
+
+class CatalogDamagedError(CatalogError):
+    """The catalog file is damaged (SQLite found a malformed page); `detail` is SQLite's account."""
+
+    def __init__(self, path: str | os.PathLike, detail: str) -> None:
+        self.path = os.fspath(path)
+        self.detail = detail
+        super().__init__(
+            f"The catalog {self.path} is damaged ({detail}). Run `sift rebuild` (or Rebuild in the app's "
+            "index panel): it indexes your folders again into a new catalog, keeping your opened results "
+            "and settings, and keeps the damaged file aside."
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.detail))
 
 
 class DiskFullError(SiftError):

@@ -168,6 +168,7 @@ class StatusReport:
     catalog_bytes: int = 0
     problems: tuple[Problem, ...] = ()
     offline: tuple[str, ...] = ()  # folders not there now (unplugged drive?): their files are kept
+    catalog_damage: str = ""     # what SQLite's quick check found wrong with the catalog; "" when sound
 
 
 def human_size(n: float) -> str:
