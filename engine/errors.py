@@ -53,8 +53,8 @@ class CatalogDamagedError(CatalogError):
         self.path = os.fspath(path)
         self.detail = detail
         super().__init__(
-            f"The catalog {self.path} is damaged ({detail}). Run `sift rebuild` (or Rebuild in the app's "
-            "index panel): it indexes your folders again into a new catalog, keeping your opened results "
+            f"The catalog {self.path} is damaged ({detail}). Run `sift rebuild` (or Rebuild when the app "
+            "offers it): it indexes your folders again into a new catalog, keeping your opened results "
             "and settings, and keeps the damaged file aside."
         )
 

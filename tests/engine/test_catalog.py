@@ -60,7 +60,7 @@ def test_newer_schema_is_refused(tmp_path):
 
 def test_garbage_file_is_a_catalog_error(tmp_path):
     (tmp_path / "c.db").write_bytes(os.urandom(8192))
-    with pytest.raises(CatalogError, match="Move it aside"):
+    with pytest.raises(CatalogError, match="sift rebuild"):
         Catalog(tmp_path / "c.db")
 
 
