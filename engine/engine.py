@@ -752,7 +752,7 @@ class Engine:
             return done, None
         report = self.index(on_progress=on_progress)
         relearn_from_clicks(self.catalog)
-        self._new_searcher()  # what was learned is read afresh
+        self._learned = learn.Learned(self.catalog, learn.LearnWeights.from_json(self.catalog.get_meta(learn.META_KEY)))
         return done, report
 
     def status(self) -> StatusReport:

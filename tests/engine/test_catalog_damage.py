@@ -69,6 +69,11 @@ def test_a_damaged_page_is_a_clear_error_reported_by_status_and_rebuild_restores
     assert code == 0 and "DAMAGED" not in out and "40 indexed" in out
     code, out, err = run_cli("search", MARKER)
     assert code == 0 and "note-17.txt" in out.splitlines()[0]
+    rebuilt = sqlite3.connect(indexed)
+    try:  # what the two opens taught is learned again, on the passages' new ids
+        assert rebuilt.execute("SELECT COUNT(*) FROM learned").fetchone()[0] == 2
+    finally:
+        rebuilt.close()
 
 
 def test_a_catalog_too_damaged_to_open_is_rebuilt_too(indexed, home, fake_embedder, run_cli):
