@@ -9,7 +9,10 @@ import logging
 import multiprocessing
 import os
 import signal
+import stat
 import sys
+import tempfile
+import threading
 from collections.abc import Sequence
 
 from PySide6.QtCore import QObject, QRect, QTimer, Signal
@@ -35,6 +38,11 @@ log = logging.getLogger(__name__)
 
 WARM_UP_QUERY = "warm up"
 CONNECT_TIMEOUT_MS = 500
+# From quit, SIGTERM or logout to the process gone: a session's logout waits about 5 s before
+# it kills what is left. Work still running then is abandoned: SQLite rolls back the batch in
+# flight, the vector index file is replaced only whole, so nothing committed is lost.
+SHUTDOWN_BUDGET_S = 4.0
+_SOCKET_PATH_MAX = 100  # bytes: sun_path holds 104 (macOS) to 108 (Linux)
 
 
 class SingleInstance(QObject):
@@ -49,16 +57,29 @@ class SingleInstance(QObject):
 
     @staticmethod
     def key_for(paths: Paths) -> str:
-        """A socket name private to this user and this Sift home (so SIFT_HOME test runs never meet)."""
+        """The socket for this user and Sift home (so SIFT_HOME test runs never meet); "" if none is safe.
+
+        On Windows a named pipe, private to the session. Elsewhere a path in a folder only this
+        user can write to: a bare name would be a file in /tmp that another user could make
+        first, keeping Sift from starting (or, once, from finding itself).
+        """
         try:
             user = getpass.getuser()
         except Exception:  # no user name in some containers
             user = str(os.getuid()) if hasattr(os, "getuid") else "user"
         digest = hashlib.blake2b(f"{user}\0{paths.data}".encode(), digest_size=8).hexdigest()
-        return f"sift-{digest}"
+        if sys.platform == "win32":
+            return f"sift-{digest}"
+        for folder in _private_socket_folders(paths):
+            candidate = os.path.join(folder, f"sift-{digest}.sock")
+            if len(os.fsencode(candidate)) <= _SOCKET_PATH_MAX:
+                return candidate
+        return ""
 
     def notify_running(self, message: str = "show", *, timeout_ms: int = CONNECT_TIMEOUT_MS) -> bool:
         """True when another Sift took the message (this process should exit)."""
+        if not self.key:
+            return False
         socket = QLocalSocket()
         socket.connectToServer(self.key)
         if not socket.waitForConnected(timeout_ms):
@@ -69,6 +90,9 @@ class SingleInstance(QObject):
         return True
 
     def listen(self) -> bool:
+        if not self.key:
+            log.warning("no private folder for the single-instance socket: a second launch starts a second Sift")
+            return False
         self.server = QLocalServer(self)
         self.server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
         if not self.server.listen(self.key):
@@ -99,6 +123,47 @@ class SingleInstance(QObject):
         if self.server is not None:
             self.server.close()
             self.server = None
+
+
+def _private_socket_folders(paths: Paths) -> list[str]:
+    """Folders only this user may write to, best first: the session's runtime folder, Sift's data
+    folder, then one of our own in the temporary folder (made 0700, refused if someone else's)."""
+    candidates = [os.environ.get("XDG_RUNTIME_DIR", ""), os.fspath(paths.data)]
+    if hasattr(os, "getuid"):
+        own = os.path.join(tempfile.gettempdir(), f"sift-{os.getuid()}")
+        try:
+            os.mkdir(own, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            own = ""
+        candidates.append(own)
+    return [c for c in candidates if c and _private_folder(c)]
+
+
+def _private_folder(folder: str) -> bool:
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return False
+    mine = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+    return stat.S_ISDIR(info.st_mode) and mine and not info.st_mode & 0o077
+
+
+def exit_within(seconds: float) -> threading.Timer:
+    """End this process `seconds` from now if it has not ended by then (parse workers killed first)."""
+    def abandon() -> None:
+        log.warning("Sift did not stop within %g s: leaving the work in flight (nothing committed is lost)", seconds)
+        for child in multiprocessing.active_children():
+            child.kill()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, abandon)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 class SiftApp(QObject):
@@ -344,10 +409,15 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _quit_on_signals(sift: SiftApp) -> None:
-    """Ctrl+C in a terminal, or a session's SIGTERM, quits cleanly (indexing stops after its batch)."""
+    """Ctrl+C in a terminal, or a session's SIGTERM, quits within SHUTDOWN_BUDGET_S: indexing stops
+    after its step, and whatever is still running then is abandoned."""
+    def quit_now(*_) -> None:
+        exit_within(SHUTDOWN_BUDGET_S)
+        sift.quit()
+
     for name in ("SIGINT", "SIGTERM"):
         if hasattr(signal, name):
-            signal.signal(getattr(signal, name), lambda *_: sift.quit())
+            signal.signal(getattr(signal, name), quit_now)
     # Python runs signal handlers only between bytecodes; a slow tick lets it while Qt waits.
     tick = QTimer(sift)
     tick.timeout.connect(lambda: None)
@@ -383,16 +453,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     sift = SiftApp(engine)
     instance.activated.connect(sift.activate)
+    return serve(app, sift, instance=instance, quick=args.quick, search=args.search)
+
+
+def serve(app: QApplication, sift: SiftApp, *, instance: SingleInstance | None = None, quick: bool = False,
+          search: str | None = None) -> int:
+    """Run the app until it quits, then stop everything within SHUTDOWN_BUDGET_S."""
     _quit_on_signals(sift)
-    sift.start(quick=args.quick)
-    if args.search:
-        sift.show_search(args.search)
+    sift.start(quick=quick)
+    if search:
+        sift.show_search(search)
     try:
         return app.exec()
     finally:
+        exit_within(SHUTDOWN_BUDGET_S)  # quit from the tray or the window: the same promise
         sift.shutdown()
-        instance.close()
-        engine.close()
+        if instance is not None:
+            instance.close()
+        sift.engine.close()
 
 
 def run() -> None:

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -22,6 +23,26 @@ from engine.search import MODES
 from engine.types import Hit, IndexReport, Progress, human_size
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# What a file's name or text must not send to a terminal raw: control characters (a newline
+# forges a result line, ESC starts a command), bidirectional overrides (U+202E shows a name
+# backwards), and bytes 0x80-0x9f of a non-UTF-8 name (C1 controls to some terminals).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                     "\udc80-\udc9f]")
+_FLOWING = frozenset("\n\r\t\u2028\u2029")
+
+
+def shown(text: str, *, flowing: bool = False) -> str:
+    """`text` safe to print: unsafe characters as visible escapes (\\n, \\x1b, \\u202e); with
+    `flowing` (snippets), line breaks and tabs as spaces."""
+    def escape(m: re.Match) -> str:
+        ch = m.group()
+        if flowing and ch in _FLOWING:
+            return " "
+        code = ord(ch) - 0xDC00 if "\udc80" <= ch <= "\udc9f" else ord(ch)
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch) or (
+            f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return _UNSAFE.sub(escape, text)
 
 TOUR_QUERIES = (
     "how do I remove limescale from the coffee machine",
@@ -50,7 +71,7 @@ class _ProgressLine:
             width = 24
             filled = int(width * p.files_done / total)
             bar = "█" * filled + "░" * (width - filled)
-            name = os.path.basename(p.current_file)[:40]
+            name = shown(os.path.basename(p.current_file)[:40])
             text = (f"{bar} {p.files_done}/{p.files_total} files · {p.chunks_embedded} chunks embedded"
                     f"{f' · {p.files_failed} failed' if p.files_failed else ''} · {p.rate:.1f} files/s  {name}")
         if self.tty:
@@ -77,12 +98,12 @@ def _print_report(report: IndexReport) -> None:
 def _emphasize(text: str, spans: Sequence[tuple[int, int]]) -> str:
     """Bold the matched words on a terminal; plain text when piped."""
     if not sys.stdout.isatty() or not spans:
-        return text
+        return shown(text, flowing=True)
     out, pos = [], 0
     for start, end in spans:
-        out += [text[pos:start], "\033[1m", text[start:end], "\033[0m"]
+        out += [shown(text[pos:start], flowing=True), "\033[1m", shown(text[start:end], flowing=True), "\033[0m"]
         pos = end
-    return "".join(out) + text[pos:]
+    return "".join(out) + shown(text[pos:], flowing=True)
 
 
 def _print_hits(hits: Sequence[Hit], *, why: bool = False) -> None:
@@ -91,10 +112,10 @@ def _print_hits(hits: Sequence[Hit], *, why: bool = False) -> None:
         return
     for i, hit in enumerate(hits, 1):
         where = f" (page {hit.page})" if hit.page is not None else ""
-        print(f"{i:>2}. {hit.path}{where}  [{hit.score:.3f}]")
+        print(f"{i:>2}. {shown(hit.path)}{where}  [{hit.score:.3f}]")
         print(f"    {_emphasize(hit.snippet, hit.highlights)}")
         for path in hit.duplicates:
-            print(f"    same content: {path}")
+            print(f"    same content: {shown(path)}")
         if why and hit.why is not None:
             w = hit.why
             rerank = f", rerank {w.rerank_score:.2f}" if w.rerank_score is not None else ""
@@ -104,14 +125,14 @@ def _print_hits(hits: Sequence[Hit], *, why: bool = False) -> None:
 
 def cmd_add_folder(engine: Engine, args) -> int:
     for folder in args.paths:
-        print(f"Added {engine.add_folder(folder)}. Run `sift index` to index it.")
+        print(f"Added {shown(engine.add_folder(folder))}. Run `sift index` to index it.")
     return EXIT_OK
 
 
 def cmd_remove_folder(engine: Engine, args) -> int:
     for folder in args.paths:
         n = engine.remove_folder(folder)
-        print(f"Removed {os.path.abspath(folder)}; forgot {n} indexed files.")
+        print(f"Removed {shown(os.path.abspath(folder))}; forgot {n} indexed files.")
     return EXIT_OK
 
 
@@ -120,7 +141,7 @@ def cmd_folders(engine: Engine, args) -> int:
         print(f"No folders chosen yet; searching the bundled samples in {engine.roots()[0]}.")
         print("Add your own with `sift add-folder PATH`.")
     for folder in engine.config.folders:
-        print(folder)
+        print(shown(folder))
     return EXIT_OK
 
 
@@ -343,7 +364,7 @@ def cmd_status(engine: Engine, args) -> int:
     if s.using_samples:
         print("Folders: none chosen yet; searching the bundled sample documents.")
     else:
-        print("Folders:\n" + "\n".join(f"  {f}" + ("  (offline: not there now; its files are kept)"
+        print("Folders:\n" + "\n".join(f"  {shown(f)}" + ("  (offline: not there now; its files are kept)"
                                                    if f in s.offline else "") for f in s.folders))
     counts = ", ".join(f"{n} {status}" for status, n in sorted(s.files_by_status.items())) or "nothing indexed yet"
     print(f"Files: {counts}")
@@ -354,7 +375,7 @@ def cmd_status(engine: Engine, args) -> int:
     if s.problems:
         print(f"Could not index {len(s.problems)} files:")
         for p in s.problems:
-            print(f"  {p.status:<11} {p.path}: {p.reason}")
+            print(f"  {p.status:<11} {shown(p.path)}: {shown(p.reason)}")
     return EXIT_ERROR if s.catalog_damage else EXIT_OK
 
 
@@ -692,12 +713,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.set_aside = True
             engine = Engine.open(args.home)
     except SiftError as exc:
-        print(f"sift: {exc}", file=sys.stderr)
+        print(f"sift: {shown(str(exc), flowing=True)}", file=sys.stderr)
         return EXIT_ERROR
     try:
         return args.func(engine, args)
     except SiftError as exc:
-        print(f"sift: {exc}", file=sys.stderr)
+        print(f"sift: {shown(str(exc), flowing=True)}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # `sift search … | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

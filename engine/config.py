@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -20,6 +20,14 @@ VECTOR_DTYPES = ("i8", "f16", "f32", "b1")
 BACKENDS = ("torch", "openvino")          # openvino: the optional extra sift[openvino]
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")  # auto: fp16 on CUDA, bf16 on CPUs with native bf16;
 # int8: OpenVINO only, the model quantized by NNCF (bench/openvino_int8.py)
+
+# Excluded by default since settings schema 2: cloud and tool credentials, shell histories.
+_ADDED_IN_2 = (
+    "credentials.json", "credentials.*", "secrets.json", "secrets.*", "*secret*.json", "client_secret*",
+    "service-account*.json", "application_default_credentials.json", "*.keystore", "*.jks",
+    ".aws", ".azure", ".docker", ".kube", "gcloud", ".terraform.d", ".vault-token", ".git-credentials",
+    ".npmrc", ".pypirc", ".bash_history", ".zsh_history", "*_history", ".histfile",
+)
 
 # Never indexed unless the user removes them from the list. A pattern without "/" matches any
 # single path component (file or folder name); one with "/" matches the path below the root.
@@ -32,6 +40,7 @@ DEFAULT_EXCLUDES = (
     ".ssh", ".gnupg", ".password-store", ".env", ".env.*", "*.pem", "*.key", "*.p12",
     "*.pfx", "id_rsa*", "id_ed25519*", "id_ecdsa*", ".netrc", ".pgpass", "*.kdbx",
     ".mozilla", ".thunderbird", "google-chrome", "chromium", "BraveSoftware",
+    *_ADDED_IN_2,
 )
 
 
@@ -114,7 +123,14 @@ def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
             f"The settings file is from a newer Sift (schema {version}, this one knows {SCHEMA_VERSION}). "
             "Update Sift, or delete the settings file to start over."
         )
-    # Future steps go here: `if version == 1: …; version = 2`.
+    if version == 1:
+        # Schema 2 excludes more secrets by default. Settings saved before hold the old list in
+        # full (every setting is saved); one that still has every old default gets the new ones.
+        exclude = raw.get("exclude")
+        if isinstance(exclude, list) and set(DEFAULT_EXCLUDES) - set(_ADDED_IN_2) <= set(exclude):
+            raw["exclude"] = exclude + [p for p in _ADDED_IN_2 if p not in exclude]
+        version = 2
+    # Future steps go here: `if version == 2: …; version = 3`.
     raw["schema_version"] = SCHEMA_VERSION
     return raw
 

@@ -18,19 +18,45 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from engine import learn
 from engine.catalog import Catalog, catalog_error
 from engine.config import VECTOR_DTYPES, Config, load_config, save_config
 from engine.embed import Embedder, SentenceTransformerEmbedder, resolve_model
-from engine import learn
-from engine.errors import Cancelled, CatalogDamagedError, DiskFullError, FolderError, ModelError, SiftError
-from engine.indexer import BATCH_CHUNKS, Indexer, forget_root_devices, is_within, iter_paths, offline_roots
+from engine.errors import (
+    Cancelled,
+    CatalogDamagedError,
+    DiskFullError,
+    FolderError,
+    ModelError,
+    SiftError,
+)
+from engine.indexer import (
+    BATCH_CHUNKS,
+    Indexer,
+    forget_root_devices,
+    is_within,
+    iter_paths,
+    offline_roots,
+    unlistable_folders,
+)
 from engine.models import NO_RERANKER, ModelInfo, list_models, mark_adopted, model_value
 from engine.parse.runner import ParseRunner
 from engine.paths import Paths, resolve_paths, samples_dir
 from engine.repair import SetAside, relearn_from_clicks, set_aside
-from engine.rerank import CrossEncoderReranker, Reranker, download_reranker, import_reranker
-from engine.search import _STOPWORDS, RERANK_MAX_TOKENS, Searcher, SearchResult, parse_query
-from engine.types import Hit, IndexReport, Problem, Progress, StatusReport
+from engine.rerank import (
+    CrossEncoderReranker,
+    Reranker,
+    download_reranker,
+    import_reranker,
+)
+from engine.search import (
+    _STOPWORDS,
+    RERANK_MAX_TOKENS,
+    Searcher,
+    SearchResult,
+    parse_query,
+)
+from engine.types import FileStatus, Hit, IndexReport, Problem, Progress, StatusReport
 from engine.vectors import IndexFileError, VectorIndex
 
 if TYPE_CHECKING:  # imported where a service is started: the CLI's other commands need no watchdog
@@ -496,7 +522,7 @@ class Engine:
             version = vectors.version
             indexer = Indexer(catalog=self.catalog, embedder=self.embedder, config=self._config,
                               roots=self.roots(), vectors=vectors, cancel=self._cancel, on_progress=report,
-                              parse_runner=parse_runner)
+                              parse_runner=parse_runner, never=self._own_folders())
             try:
                 return indexer.run(paths=paths)
             except Cancelled:
@@ -508,6 +534,11 @@ class Engine:
                         self._save_vectors(vectors)
                     with self.catalog.transaction() as conn:  # edited passages forget their queries
                         learn.prune(conn)
+
+    def _own_folders(self) -> list[str]:
+        """Sift's folders: never indexed, even under a chosen folder with hidden files on."""
+        p = self.paths
+        return [os.path.abspath(d) for d in (p.data, p.cache, p.config, p.logs)]
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -769,6 +800,10 @@ class Engine:
         except SiftError as exc:
             model_name = f"{self._config.model} (unavailable: {exc})"
         problems = tuple(Problem(r.path, r.status, r.reason) for r in self.catalog.problems())
+        problems += tuple(Problem(folder, FileStatus.UNREADABLE, f"this folder cannot be listed ({why}): "
+                                  "Sift cannot see what is in it; files indexed before are kept")
+                          for folder, why in sorted(unlistable_folders(self.catalog).items())
+                          if is_within(folder, self.roots()))
         return StatusReport(folders=tuple(self.roots()), using_samples=self.using_samples,
                             files_by_status=self.catalog.counts_by_status(), chunks=self.catalog.chunk_count(),
                             model=model_name, reranker=self._reranker_status(),

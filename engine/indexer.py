@@ -113,7 +113,7 @@ def is_within(path: str, roots: Sequence[str]) -> bool:
 
 
 def scan(roots: Sequence[str], *, exclude: Sequence[str], include_hidden: bool,
-         cancel: threading.Event | None = None) -> tuple[dict[str, DiskFile], list[str]]:
+         cancel: threading.Event | None = None, never: Sequence[str] = ()) -> tuple[dict[str, DiskFile], list[str]]:
     """Every supported file under the roots, and the folders that could not be listed.
 
     Symbolic links are never followed: one pointing outside the roots would read what the user
@@ -127,12 +127,13 @@ def scan(roots: Sequence[str], *, exclude: Sequence[str], include_hidden: bool,
     seen: set[tuple[int, int]] = set()
     for root in roots:
         _walk(root, root, exclude=exclude, include_hidden=include_hidden, found=found, unreadable=unreadable,
-              seen=seen, cancel=cancel)
+              seen=seen, cancel=cancel, never=frozenset(never))
     return found, unreadable
 
 
 def scan_paths(roots: Sequence[str], paths: Iterable[str], *, exclude: Sequence[str], include_hidden: bool,
-               cancel: threading.Event | None = None) -> tuple[dict[str, DiskFile], list[str], list[str]]:
+               cancel: threading.Event | None = None, never: Sequence[str] = ()
+               ) -> tuple[dict[str, DiskFile], list[str], list[str]]:
     """What `scan` would find at or below each of `paths` (files or folders, present or gone).
 
     Returns (found, folders that could not be listed, scope): scope is the paths, under the
@@ -154,13 +155,16 @@ def scan_paths(roots: Sequence[str], paths: Iterable[str], *, exclude: Sequence[
         if _below_any(path, root, walked):
             continue
         scope.append(path)
+        if never and is_within(path, never):
+            continue  # Sift's own folders: what it finds there is gone from the catalog
         st = _reachable(root, path, exclude=exclude, include_hidden=include_hidden, visible=visible)
         if st is None:
             continue
         if stat.S_ISDIR(st.st_mode):
             walked.add(path)
             _walk(root, path, exclude=exclude, include_hidden=include_hidden, found=found, unreadable=unreadable,
-                  seen=seen, cancel=cancel, start_identity=None if path == root else (st.st_dev, st.st_ino))
+                  seen=seen, cancel=cancel, start_identity=None if path == root else (st.st_dev, st.st_ino),
+                  never=frozenset(never))
         elif stat.S_ISREG(st.st_mode) and os.path.splitext(path)[1].lower() in SUPPORTED_SUFFIXES:
             found[path] = _disk_file(st)
     return found, unreadable, scope
@@ -168,7 +172,7 @@ def scan_paths(roots: Sequence[str], paths: Iterable[str], *, exclude: Sequence[
 
 def _walk(root: str, start: str, *, exclude: Sequence[str], include_hidden: bool, found: dict[str, DiskFile],
           unreadable: list[str], seen: set[tuple[int, int]], cancel: threading.Event | None,
-          start_identity: Identity | None = None) -> None:
+          start_identity: Identity | None = None, never: frozenset[str] = frozenset()) -> None:
     """Add the supported files at and below `start` to `found`.
 
     Each folder is opened once, without following a link (but for `start` when it is a chosen
@@ -202,7 +206,8 @@ def _walk(root: str, start: str, *, exclude: Sequence[str], include_hidden: bool
             if not include_hidden and _is_hidden(name, est):
                 continue
             if stat.S_ISDIR(est.st_mode):
-                stack.append((path, (est.st_dev, est.st_ino)))
+                if path not in never:  # Sift's own folders: its settings, catalog and models
+                    stack.append((path, (est.st_dev, est.st_ino)))
             elif stat.S_ISREG(est.st_mode) and os.path.splitext(name)[1].lower() in SUPPORTED_SUFFIXES:
                 found[path] = _disk_file(est)
 
@@ -312,6 +317,12 @@ def offline_roots(roots: Sequence[str], catalog: Catalog) -> list[str]:
 
 
 _ROOT_DEVICE = "root_device:"  # meta key prefix: the device a folder was on when last indexed
+UNLISTABLE = "unlistable:"      # meta key prefix: a folder the last scan could not list → why
+
+
+def unlistable_folders(catalog: Catalog) -> dict[str, str]:
+    """Folders under the chosen ones that the last scan could not list, and why: their files are kept."""
+    return {key[len(UNLISTABLE):]: catalog.get_meta(key) or "" for key in catalog.meta_keys(UNLISTABLE)}
 
 
 def forget_root_devices(catalog: Catalog, conn, roots: Sequence[str]) -> None:
@@ -378,12 +389,13 @@ class Indexer:
     def __init__(self, *, catalog: Catalog, embedder: Embedder, config: Config, roots: Sequence[str],
                  vectors: VectorIndex, cancel: threading.Event,
                  on_progress: Callable[[Progress], None] | None = None,
-                 parse_runner: ParseRunner | None = None) -> None:
+                 parse_runner: ParseRunner | None = None, never: Sequence[str] = ()) -> None:
         self.catalog = catalog
         self.parse_runner = parse_runner  # a caller's long-lived one, reused and left open; else one per run
         self.embedder = embedder
         self.config = config
         self.roots = [os.path.abspath(r) for r in roots]
+        self.never = [os.path.abspath(p) for p in never]  # folders never indexed (Sift's own data)
         self.vectors = vectors
         self.cancel = cancel
         self._on_progress = on_progress
@@ -428,14 +440,17 @@ class Indexer:
         present_roots = [r for r in self.roots if r not in offline]
         for r in offline:
             log.warning("folder %s is not there (unplugged or removed?): its files are kept", r)
-        options = dict(exclude=self.config.exclude, include_hidden=self.config.include_hidden, cancel=self.cancel)
+        options = dict(exclude=self.config.exclude, include_hidden=self.config.include_hidden, cancel=self.cancel,
+                       never=self.never)
         if paths is None:
             disk, unreadable = scan(present_roots, **options)
             known = self.catalog.files()
             self._remember_devices(present_roots)
+            self._remember_unlistable(unreadable, None)
         else:
             disk, unreadable, scope = scan_paths(present_roots, paths, **options)
             known = self.catalog.files_at_or_under(scope)
+            self._remember_unlistable(unreadable, scope)
         if unplugged := offline_roots(present_roots, self.catalog):  # during the scan
             present_roots = [r for r in present_roots if r not in unplugged]
 
@@ -481,6 +496,29 @@ class Indexer:
             with self.catalog.transaction() as conn:
                 for key, value in changes.items():
                     self.catalog.set_meta(conn, key, value)
+
+    def _remember_unlistable(self, unreadable: Sequence[str], scope: Sequence[str] | None) -> None:
+        """Note the folders the scan could not list (shown by `sift status`), and forget those
+        it now could; `scope`: the paths a partial scan spoke for (None: everything)."""
+        now = {}
+        for folder in unreadable:
+            if folder in self.roots:
+                continue  # a chosen folder that is not there is offline, reported as such
+            try:
+                _list_folder(folder, expected=None, follow=False, seen=set())
+                continue  # listable again already
+            except OSError as exc:
+                now[folder] = exc.strerror or str(exc)
+        keys = {key[len(UNLISTABLE):]: key for key in self.catalog.meta_keys(UNLISTABLE)}
+        stale = [key for folder, key in keys.items() if folder not in now
+                 and (scope is None or is_within(folder, scope))]
+        fresh = {f: r for f, r in now.items() if self.catalog.get_meta(UNLISTABLE + f) != r}
+        if stale or fresh:
+            with self.catalog.transaction() as conn:
+                for key in stale:
+                    self.catalog.delete_meta(conn, key)
+                for folder, reason in fresh.items():
+                    self.catalog.set_meta(conn, UNLISTABLE + folder, reason)
 
     @staticmethod
     def _changed(row: FileRow, d: DiskFile) -> bool:
@@ -721,7 +759,7 @@ class Indexer:
                             yield batch, list(problems)  # the files before it need not wait for it
                             batch = _Batch()
                             problems.clear()
-                        pending = self._chunk(path, disk[path], result, max_tokens, overlap)
+                        pending = self._chunk(path, disk[path], result, max_tokens, overlap, stop)
                         if pending is None:
                             problems.append((path, FileStatus.NO_TEXT, "no text found in this file"))
                         else:
@@ -739,10 +777,17 @@ class Indexer:
             if batch.files or batch.touched or problems:
                 yield batch, list(problems)
 
-    def _chunk(self, path: str, d: DiskFile, parsed: ParsedFile, max_tokens: int, overlap: int) -> _Pending | None:
+    def _chunk(self, path: str, d: DiskFile, parsed: ParsedFile, max_tokens: int, overlap: int,
+               stop: threading.Event | None = None) -> _Pending | None:
+        """The file's chunks, at most max_chunks_per_file; a cancel (Ctrl+C, quit) stops a long text
+        between two chunks rather than after all of them."""
         cap = self.config.max_chunks_per_file
-        chunks = list(itertools.islice(iter_chunks(parsed.pages, token_offsets=self.embedder.token_offsets,
-                                                   max_tokens=max_tokens, overlap=overlap), cap + 1))
+        chunks: list[Chunk] = []
+        for chunk in itertools.islice(iter_chunks(parsed.pages, token_offsets=self.embedder.token_offsets,
+                                                  max_tokens=max_tokens, overlap=overlap), cap + 1):
+            chunks.append(chunk)
+            if self.cancel.is_set() or (stop is not None and stop.is_set()):
+                raise Cancelled()
         if not chunks:
             return None
         note = parsed.note

@@ -47,10 +47,41 @@ class Paths:
         return self.data / "indexing.lock"
 
     def ensure(self) -> "Paths":
-        """Create the directories, private to this user (0700): they hold document text."""
+        """Create the directories, private to this user (0700): they hold document text.
+
+        Folders created on the way (a SIFT_HOME root, ~/.local/state/Sift above the logs) are
+        0700 too, and Sift's own folders made earlier with a wider mode are narrowed.
+        """
+        from engine.errors import SiftError
+
         for d in (self.data, self.cache, self.config, self.logs, self.index_dir):
-            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                _make_private_dir(d)
+            except (FileExistsError, NotADirectoryError):
+                raise SiftError(f"{d} should be a folder, but a file has that name. Move or delete that "
+                                "file, then start Sift again.") from None
+            except PermissionError as exc:
+                raise SiftError(f"Sift cannot create or use its folder {d} ({exc.strerror}). Check its "
+                                "permissions, or set SIFT_HOME to a folder of your own.") from None
         return self
+
+
+def _make_private_dir(d: Path) -> None:
+    missing = []
+    parent = d
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # made meanwhile (another Sift starting); checked below like the rest
+    if not d.is_dir():
+        raise NotADirectoryError(str(d))
+    info = d.stat()
+    if info.st_mode & 0o077 and getattr(os, "getuid", lambda: info.st_uid)() == info.st_uid:
+        os.chmod(d, 0o700)
 
 
 def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:
