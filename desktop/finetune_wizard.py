@@ -801,7 +801,7 @@ class ResultsPage(QWizardPage):
         measured = result.heldout_queries > 0
         for key, table in self.tables.items():
             before: Metrics = result.before
-            table.show_metrics(getattr(before, key), getattr(result.after, key), measured=measured)
+            table.show_metrics(getattr(before, key), getattr(result.tried or result.after, key), measured=measured)
         self.verdict.setText(result.verdict)
         if self.w.can_adopt():
             parts = [p for p, v in (("search model", result.embedder), ("reranker", result.reranker)) if v]

@@ -474,7 +474,7 @@ def _finetune_table(result) -> str:
 
     lines = [f"{'held-out':<20}{'before':>9}{'after':>9}{'change':>9}"]
     for stage in ("dense", "pipeline"):
-        before, after = getattr(result.before, stage), getattr(result.after, stage)
+        before, after = getattr(result.before, stage), getattr(result.tried or result.after, stage)
         for key in METRIC_KEYS:
             lines.append(f"{stage + ' ' + key:<20}{before[key]:>9.3f}{after[key]:>9.3f}{after[key] - before[key]:>+9.3f}")
     return "\n".join(lines)

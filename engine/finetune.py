@@ -177,11 +177,12 @@ class FinetuneProgress:
 
 @dataclass(frozen=True)
 class FinetuneResult:
-    """What training gave. `after` is the system with every trained candidate: the new bi-encoder
-    (dense), and the pipeline with the new bi-encoder where it passed its gate (the current one
-    otherwise) and the new reranker when one was trained. `candidates` holds each measurement the
-    gates compared: "embedder" (new bi-encoder, current reranker) and "reranker" (the bi-encoder
-    kept, new reranker). `embedder`/`reranker` are set only for what passed its gate."""
+    """What training gave. `after` is what Sift would adopt, the gates' choice: the new bi-encoder
+    only where it passed its gate, the new reranker only where it passed its own ("unchanged":
+    `after` equals `before`). `tried` is the system with every trained candidate, passed or not
+    (what the new models measured, for showing). `candidates` holds each measurement the gates
+    compared: "embedder" (new bi-encoder, current reranker) and "reranker" (the bi-encoder kept,
+    new reranker). `embedder`/`reranker` are set only for what passed its gate."""
 
     before: Metrics
     after: Metrics
@@ -194,6 +195,7 @@ class FinetuneResult:
     train_seconds: float
     method: str = "clicks"
     candidates: dict[str, Metrics] = field(default_factory=dict)
+    tried: Metrics | None = None
 
 
 # -- pairs from clicks --------------------------------------------------------------------------
@@ -1082,7 +1084,9 @@ def _run(engine: Engine, options: TrainOptions, *, on_progress, cancel: threadin
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
 
-    after = Metrics(dense=emb_metrics.dense, pipeline=after_pipeline)
+    # "after" is what would be adopted: a refused model (a reranker trained from a fresh head among
+    # them) is scored in `candidates` only, and leaves "after" as it was.
+    after = Metrics(dense=kept_metrics.dense, pipeline=after_pipeline if rr_ok else kept_metrics.pipeline)
     verdict = _verdict(measurable=measurable, heldout=len(queries), emb=(emb_ok, emb_why),
                        rr=(rr_ok, rr_why) if options.train_reranker else None)
     if not emb_ok:
@@ -1095,7 +1099,8 @@ def _run(engine: Engine, options: TrainOptions, *, on_progress, cancel: threadin
                           embedder=str(emb_folder) if emb_ok else None,
                           reranker=str(rr_folder) if rr_ok and rr_folder is not None else None,
                           pairs=len(train), heldout_queries=len(queries), train_seconds=round(train_seconds, 1),
-                          method=method, candidates=result_candidates)
+                          method=method, candidates=result_candidates,
+                          tried=Metrics(dense=emb_metrics.dense, pipeline=after_pipeline))
 
 
 def _empty_metrics() -> Metrics:

@@ -394,6 +394,9 @@ def test_a_worse_model_is_refused_and_removed(engine, small_minimums, trained):
     assert not result.improved
     assert result.embedder is None and result.reranker is None
     assert "Search model refused: not better" in result.verdict and "reranker refused" in result.verdict
+    # Nothing passed the gate, so nothing changes: "after" is "before"; the refused figures are candidates'.
+    assert result.after == result.before
+    assert result.candidates["embedder"] != result.before and "reranker" in result.candidates
     assert folders(engine) == []
     # Its vectors and index file are gone too.
     assert engine.catalog.conn.execute("SELECT COUNT(*) FROM embeddings WHERE model_id = 'noise@1'").fetchone()[0] == 0
