@@ -32,7 +32,14 @@ from desktop.settings import DEFAULT_NDIM, SettingsDialog
 from desktop.status import IndexPanel
 from desktop.tasks import Tasks
 from desktop.tray import Tray, tray_available
-from engine import Engine, Paths, SiftError, resolve_paths
+from engine import (
+    CatalogDamagedError,
+    Engine,
+    Paths,
+    SiftError,
+    resolve_paths,
+    set_aside_catalog,
+)
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +212,8 @@ class SiftApp(QObject):
         self.window.addFolderRequested.connect(self.choose_folder)
         self.window.closing.connect(self._window_closing)
         self.indexer.statusChanged.connect(self._catalog_status)
+        self.indexer.changed.connect(self._indexing_error)
+        self._last_error = ""
         self.damage_box: QMessageBox | None = None  # the offer to rebuild a damaged catalog, once shown
         self._quitting = False
 
@@ -368,6 +377,12 @@ class SiftApp(QObject):
         self.damage_box = box
         box.open()
 
+    def _indexing_error(self, state) -> None:
+        """A new indexing error may be damage met mid-run: the status check (quick_check) tells."""
+        if state.error and state.error != self._last_error and self.damage_box is None:
+            self.indexer.refresh_status()
+        self._last_error = state.error
+
     def rebuild_catalog(self) -> None:
         """Set the damaged catalog aside and index the folders again into a new one (the Rebuild button)."""
         self.window.show_message("Rebuilding the catalog: Sift is indexing your folders again …")
@@ -447,7 +462,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     instance.listen()
     try:
-        engine = Engine.open(args.home)
+        try:
+            engine = Engine.open(args.home)
+        except CatalogDamagedError as exc:  # too damaged to open at all: offer the rebuild now
+            answer = QMessageBox.warning(None, "Sift's catalog is damaged", f"{exc}\n\nRebuild it now?",
+                                         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                return 1
+            set_aside_catalog(paths)
+            engine = Engine.open(args.home)  # empty: the service indexes the folders into it
     except SiftError as exc:
         QMessageBox.critical(None, "Sift cannot start", str(exc))
         return 1

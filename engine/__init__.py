@@ -23,6 +23,7 @@ from engine.finetune import (
 from engine.learn import LearnedSummary, LearnWeights, TuneReport
 from engine.models import ModelCard, ModelInfo, load_card, save_card
 from engine.paths import Paths, resolve_paths
+from engine.repair import SetAside, set_aside_catalog
 from engine.types import (
     FileStatus,
     Hit,
@@ -66,6 +67,7 @@ __all__ = [
     "Paths",
     "Problem",
     "Progress",
+    "SetAside",
     "SiftError",
     "StatusReport",
     "TrainOptions",
@@ -75,4 +77,5 @@ __all__ = [
     "load_card",
     "resolve_paths",
     "save_card",
+    "set_aside_catalog",
 ]

@@ -17,7 +17,7 @@ from engine.engine import Engine
 from engine.errors import Cancelled, CatalogDamagedError, SiftError
 from engine.models import NO_RERANKER, ModelInfo, model_name
 from engine.paths import resolve_paths
-from engine.repair import set_aside
+from engine.repair import set_aside_catalog
 from engine.rerank import DEFAULT_RERANKER, reranker_download_size
 from engine.search import MODES
 from engine.types import Hit, IndexReport, Progress, human_size
@@ -331,7 +331,7 @@ def cmd_history(engine: Engine, args) -> int:
 
 
 def cmd_rebuild(engine: Engine, args) -> int:
-    if getattr(args, "set_aside", False):  # main() already did: it could not open the old one
+    if getattr(args, "set_aside_catalog", False):  # main() already did: it could not open the old one
         _print_report(_run_index(engine, args.quiet))
         return EXIT_OK
     line = None if args.quiet else _ProgressLine()
@@ -709,8 +709,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command != "rebuild":
                 raise
             # Too damaged to open at all: set it aside first, then rebuild into the new one.
-            _print_rebuilt(set_aside(resolve_paths({"SIFT_HOME": args.home} if args.home else None)))
-            args.set_aside = True
+            _print_rebuilt(set_aside_catalog(resolve_paths({"SIFT_HOME": args.home} if args.home else None)))
+            args.set_aside_catalog = True
             engine = Engine.open(args.home)
     except SiftError as exc:
         print(f"sift: {shown(str(exc), flowing=True)}", file=sys.stderr)

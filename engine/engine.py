@@ -42,7 +42,7 @@ from engine.indexer import (
 from engine.models import NO_RERANKER, ModelInfo, list_models, mark_adopted, model_value
 from engine.parse.runner import ParseRunner
 from engine.paths import Paths, resolve_paths, samples_dir
-from engine.repair import SetAside, relearn_from_clicks, set_aside
+from engine.repair import SetAside, relearn_from_clicks, set_aside_catalog
 from engine.rerank import (
     CrossEncoderReranker,
     Reranker,
@@ -770,7 +770,7 @@ class Engine:
             self._searcher.close()
             self.catalog.close()
             self._vectors = None
-            done = set_aside(self.paths)
+            done = set_aside_catalog(self.paths)
             self.catalog = Catalog(self.paths.catalog)
             self._new_searcher()
             self._catalog_damage = None

@@ -22,13 +22,13 @@ _SIDE_FILES = ("", "-wal", "-shm")
 
 @dataclass(frozen=True, slots=True)
 class SetAside:
-    """What `set_aside` did: where the damaged file went, and how many rows it carried over."""
+    """What `set_aside_catalog` did: where the damaged file went, and how many rows it carried over."""
 
     damaged: str               # the old catalog's new name ("" when there was none)
     rows: dict[str, int]       # table → rows copied into the new catalog
 
 
-def set_aside(paths: Paths) -> SetAside:
+def set_aside_catalog(paths: Paths) -> SetAside:
     """Rename the catalog (and its -wal/-shm) to catalog.damaged-TIME.sqlite3, create a new one,
     copy what can still be read of SALVAGED_TABLES, and delete the vector index files (their
     keys are the old catalog's chunk ids). Call with no connection to the catalog open."""

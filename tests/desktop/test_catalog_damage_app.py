@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 
 from tests.desktop.conftest import WAIT_MS, search
 from tests.engine.test_catalog_damage import MARKER, corrupt_page_holding
@@ -31,3 +32,22 @@ def test_the_app_reports_a_damaged_catalog_and_rebuilds_it(qtbot, make_sift, mak
     hits = search(qtbot, sift.window, MARKER)
     assert os.path.basename(hits[0].path) == "note-17.txt"
     assert list((home / "data").glob("catalog.damaged-*.sqlite3"))
+
+
+def test_damage_met_while_indexing_brings_the_offer(qtbot, make_sift, make_engine, docs, monkeypatch):
+    write(docs / "a.txt", "a note about descaling")
+    engine = make_engine()
+    engine.add_folder(docs)
+    sift = make_sift(engine, index=False, use_service=False)
+    qtbot.waitUntil(lambda: sift.indexer.state.status is not None, timeout=WAIT_MS)
+    assert sift.damage_box is None  # sound at start
+
+    def malformed(*args, **kwargs):
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(engine.catalog, "files", malformed)  # a page goes bad under a running app
+    monkeypatch.setattr(engine.catalog, "quick_check", lambda: "Page 7: btreeInitPage() returns error code 11")
+    sift.indexer.start()
+    qtbot.waitUntil(lambda: sift.damage_box is not None and sift.damage_box.isVisible(), timeout=WAIT_MS)
+    assert "error code 11" in sift.damage_box.text()
+    qtbot.waitUntil(sift.tasks.is_idle, timeout=WAIT_MS)
