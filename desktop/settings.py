@@ -274,7 +274,11 @@ class SettingsDialog(QDialog):
             self.forget_button.setEnabled(True)
             self._show_error(str(exc))
 
-        self.indexer.tasks.run(self.engine.clear_history, done=done, error=failed, name="forget learning")
+        self.indexer.tasks.run(self._forget, done=done, error=failed, name="forget learning")
+
+    def _forget(self) -> None:
+        self.engine.clear_history()
+        self.engine.catalog.close()  # this worker's connection: its thread ends with the dialog's tasks
 
     def _appearance_tab(self, tray_available: bool) -> QWidget:
         self.theme_choice = QComboBox()
