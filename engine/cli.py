@@ -106,11 +106,25 @@ def _emphasize(text: str, spans: Sequence[tuple[int, int]]) -> str:
     return "".join(out) + shown(text[pos:], flowing=True)
 
 
-def _print_hits(hits: Sequence[Hit], *, why: bool = False) -> None:
+DIVIDER = "Loosely related"
+
+
+def _print_hits(hits: Sequence[Hit], *, why: bool = False, query: str | None = None) -> None:
+    """Good matches first; the weak ones under a divider, or, with no good one, said first.
+
+    query: the search's text (None: find-similar, whose hits are not judged)."""
     if not hits:
         print("No results.")
         return
+    if query is not None:
+        good = [h for h in hits if h.match == "good"]
+        weak = [h for h in hits if h.match != "good"]
+        if not good:
+            print(f"No good matches for \u201c{query}\u201d; the closest:")
+        hits = good + weak
     for i, hit in enumerate(hits, 1):
+        if query is not None and i > 1 and hit.match != "good" and hits[i - 2].match == "good":
+            print(f"── {DIVIDER} ──")
         where = f" (page {hit.page})" if hit.page is not None else ""
         print(f"{i:>2}. {shown(hit.path)}{where}  [{hit.score:.3f}]")
         print(f"    {_emphasize(hit.snippet, hit.highlights)}")
@@ -160,17 +174,49 @@ def cmd_index(engine: Engine, args) -> int:
     return EXIT_OK
 
 
+def search_json(query: str, result) -> str:
+    """One search as one line of JSON: the query, its hits (each with "match"), the good count."""
+    return json.dumps({"query": query, "hits": [dataclasses.asdict(h) for h in result.hits],
+                       "good_matches": result.good_matches}, ensure_ascii=False)
+
+
+def _queries(args) -> list[str]:
+    """The query on the command line, or one a line of --queries FILE ('-': standard input)."""
+    if args.queries is None:
+        if not args.query:
+            raise SiftError("Give a query, or --queries FILE with one query a line ('-' reads standard input).")
+        return [" ".join(args.query)]
+    if args.query:
+        raise SiftError("Give either a query or --queries FILE, not both.")
+    try:
+        if args.queries == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            with open(args.queries, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SiftError(f"Cannot read the queries in {args.queries}: {exc}. Give a UTF-8 text file, one query "
+                        "a line.") from None
+    return [line.strip() for line in lines if line.strip()]
+
+
 def cmd_search(engine: Engine, args) -> int:
-    result = engine.search_detailed(" ".join(args.query), limit=args.limit, mode=args.mode)
-    if args.json:
-        print(json.dumps([dataclasses.asdict(h) for h in result.hits], ensure_ascii=False, indent=2))
-        return EXIT_OK
-    _print_hits(result.hits, why=args.why)
-    if result.note:
-        print(f"({result.note})", file=sys.stderr)
-    if args.why:
-        timings = ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in result.timings_ms.items())
-        print(f"mode {result.mode}; {timings}", file=sys.stderr)
+    queries = _queries(args)
+    for n, query in enumerate(queries):
+        result = engine.search_detailed(query, limit=args.limit, mode=args.mode)
+        if args.json:
+            print(search_json(query, result), flush=True)
+            continue
+        if len(queries) > 1:
+            print(("\n" if n else "") + f"$ sift search {query}")
+        _print_hits(result.hits, why=args.why, query=query)
+        if result.hits and result.good_matches:
+            print(f"({result.good_matches} good match{'es' if result.good_matches != 1 else ''})")
+        if result.note:
+            print(f"({result.note})", file=sys.stderr)
+        if args.why:
+            timings = ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in result.timings_ms.items())
+            print(f"mode {result.mode}; {timings}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -440,7 +486,7 @@ def cmd_tour(engine: Engine, args) -> int:
     queries = TOUR_QUERIES if engine.using_samples else ()
     for query in queries:
         print(f"\n$ sift search \"{query}\"")
-        _print_hits(engine.search(query, limit=3))
+        _print_hits(engine.search(query, limit=3), query=query)
     print("\nNext: `sift add-folder ~/Documents`, `sift index`, then `sift search \"your question\"`.")
     print("      `sift status` shows what is indexed and which files could not be read, and why.")
     return EXIT_OK
@@ -605,9 +651,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_rebuild)
     p = sub.add_parser("search", help="search by meaning and keywords")
-    p.add_argument("query", nargs="+")
+    p.add_argument("query", nargs="*")
     p.add_argument("-n", "--limit", type=int, default=10, help="how many documents (default 10)")
-    p.add_argument("--json", action="store_true", help="print a JSON list of hits")
+    p.add_argument("--queries", metavar="FILE", help="answer one query a line of FILE ('-': standard input)")
+    p.add_argument("--json", action="store_true", help="print each search as one JSON object on one line: "
+                   '{"query", "hits" (each with "match": "good" or "weak"), "good_matches"}')
     p.add_argument("--mode", choices=MODES, default="auto",
                    help="auto (default): keywords + meaning, reranked when a reranker is installed")
     p.add_argument("--why", action="store_true", help="show how each hit ranked, and the timings")

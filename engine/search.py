@@ -19,6 +19,7 @@ import numpy as np
 from engine.catalog import Catalog, ChunkFilter, ChunkRow
 from engine.embed import Embedder
 from engine.errors import SiftError
+from engine.match import GOOD, WEAK, Calibration, MatchJudge, word_stem
 from engine.rerank import Reranker
 from engine.types import Hit, Passage, Span, Why
 from engine.vectors import VectorIndex
@@ -226,12 +227,7 @@ def _resolve_folder(value: str, bases: Sequence[str]) -> str:
 # -- snippets -----------------------------------------------------------------------------------
 
 
-def _stem(word: str) -> str:
-    """A prefix that finds the word's other forms: tyres → tyre, descale → desca(ling),
-    pressure → pressu(res) (not 'press')."""
-    if len(word) > 3 and word.endswith("s"):
-        word = word[:-1]
-    return word[: max(5, len(word) - 2)] if len(word) > 5 else word
+_stem = word_stem  # highlighting and the keyword evidence of a good match find words alike
 
 
 def _term_pattern(query: Query) -> re.Pattern | None:
@@ -330,6 +326,24 @@ class _Similarity:
         return max(0.0, min(1.0, self.known.get(c.chunk_id, 0.0)))
 
 
+class _Label:
+    """Each shown hit's match, good or weak (engine/match.py), from its passage's keywords and
+    its cosine on this index's calibrated scale. Labels only: the order stays the fusion's."""
+
+    def __init__(self, judge: MatchJudge, weights: dict[str, float], similarity: _Similarity | None,
+                 calibration: Calibration | None) -> None:
+        self.judge, self.weights, self.similarity, self.calibration = judge, weights, similarity, calibration
+
+    def prefetch(self, cands: Sequence[_Candidate]) -> None:
+        if self.similarity is not None:
+            self.similarity.prefetch(cands)
+
+    def __call__(self, c: _Candidate, row: ChunkRow) -> str:
+        cosine = self.similarity.known.get(c.chunk_id) if self.similarity is not None else None
+        good = self.judge.is_good(text=row.text, cosine=cosine, weights=self.weights, calibration=self.calibration)
+        return GOOD if good else WEAK
+
+
 def _fuse(cands: list[_Candidate], rows: dict[int, ChunkRow], learned_weight: float = 0.0) -> None:
     """Reciprocal-rank fusion at the document level, passed down to chunks.
 
@@ -375,6 +389,11 @@ class SearchResult:
     rerank_depth: int = 0             # candidates the cross-encoder scored (0: no rerank)
     rerank_tokens: int = 0            # the truncation it used, in tokens per (query, passage) pair
 
+    @property
+    def good_matches(self) -> int:
+        """How many hits are good matches (the rest are loosely related)."""
+        return sum(1 for h in self.hits if h.match == GOOD)
+
 
 class Searcher:
     """Runs queries against one catalog, vector index, embedder and (optional) reranker."""
@@ -391,6 +410,7 @@ class Searcher:
         self._roots = roots
         self._precise_index = precise_index
         self._rerank_cache: OrderedDict[tuple[str, int, str, int], float] = OrderedDict()
+        self.judge = MatchJudge(catalog)
         # BM25 runs here, beside the query embedding and ANN on the calling thread (SQLite and
         # torch both release the GIL), with its own catalog connection.
         self._keyword_thread: ThreadPoolExecutor | None = None
@@ -406,10 +426,22 @@ class Searcher:
             self._keyword_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sift-keywords")
         return self._keyword_thread.submit(self._timed_keyword_search, query)
 
-    def _timed_keyword_search(self, query: Query) -> tuple[list[tuple[int, float]], float]:
+    def _timed_keyword_search(self, query: Query) -> tuple[list[tuple[int, float]], float, dict[str, float]]:
+        """BM25's candidates, its time, and the keywords' weights for labelling (counted on the
+        same thread, beside the dense side)."""
         t = time.perf_counter()
         found = self._keyword_search(query)
-        return found, (time.perf_counter() - t) * 1000
+        ms = (time.perf_counter() - t) * 1000
+        return found, ms, self.judge.keyword_weights(query.keywords(), query.weights())
+
+    def _calibration(self) -> Calibration | None:
+        embedder = self._embedder()
+
+        def nearest(v: np.ndarray) -> float:
+            _, sims = self._ann(v, 10, ChunkFilter())
+            return float(sims[0]) if len(sims) else 0.0
+
+        return self.judge.calibration(embedder.model_id, embed_query=embedder.embed_query, nearest=nearest)
 
     def search(self, raw: str, *, limit: int = 10, mode: str = "auto", literal: bool = False) -> SearchResult:
         if mode not in MODES:
@@ -430,6 +462,7 @@ class Searcher:
             ids = self.catalog.recent_files(limit=limit, where=query.where)
             rows = self.catalog.chunks_by_id(ids)
             cands = [_Candidate(i) for i in ids if i in rows]
+            # Every one matches the filters exactly: good matches all.
             return SearchResult(self._group(cands, rows, query, limit, score=lambda c: 1.0), "filter", timings, note)
 
         cands: dict[int, _Candidate] = {}
@@ -444,8 +477,9 @@ class Searcher:
             for rank, cid in enumerate(keys, 1):
                 cands.setdefault(cid, _Candidate(cid)).dense_rank = rank
             timings["dense"] = (time.perf_counter() - t) * 1000
+        weights: dict[str, float] | None = None
         if ran in ("bm25", "hybrid", "rerank"):
-            found, timings["bm25"] = keywords.result() if keywords else self._timed_keyword_search(query)
+            found, timings["bm25"], weights = keywords.result() if keywords else self._timed_keyword_search(query)
             for rank, (cid, _) in enumerate(found, 1):
                 cands.setdefault(cid, _Candidate(cid)).keyword_rank = rank
         learned = self._learned() if ran in ("hybrid", "rerank") else None
@@ -468,8 +502,16 @@ class Searcher:
         best_possible = (DENSE_WEIGHT if ran != "bm25" else 0) / (RRF_K + 1) + (
             KEYWORD_WEIGHT if ran != "dense" else 0) / (RRF_K + 1)
         score: Callable[[_Candidate], float] = lambda c: min(1.0, c.fused / best_possible)
+        cosines = None
         if q is not None and ranked:
-            score = _Similarity(q, similarity, self.catalog, self._embedder().model_id)
+            score = cosines = _Similarity(q, similarity, self.catalog, self._embedder().model_id)
+        label = None
+        if ranked:
+            t = time.perf_counter()
+            if weights is None:
+                weights = self.judge.keyword_weights(query.keywords(), query.weights())
+            label = _Label(self.judge, weights, cosines, self._calibration() if q is not None else None)
+            timings["label"] = (time.perf_counter() - t) * 1000
         depth = tokens = 0
         if reranker is not None and ranked:
             t = time.perf_counter()
@@ -487,7 +529,7 @@ class Searcher:
             # Reranked passages first by the cross-encoder's probability, the rest below them.
             score = lambda c: float(1 / (1 + np.exp(-c.rerank))) if c.rerank is not None else 0.0
         t = time.perf_counter()
-        hits = self._group(ranked, rows, query, limit, score)
+        hits = self._group(ranked, rows, query, limit, score, label)
         timings["group"] = (time.perf_counter() - t) * 1000
         return SearchResult(hits, ran, timings, note, rerank_depth=depth if ranked else 0, rerank_tokens=tokens)
 
@@ -673,11 +715,12 @@ class Searcher:
     # grouping -----------------------------------------------------------------------------------
 
     def _group(self, ranked: list[_Candidate], rows: dict[int, ChunkRow], query: Query, limit: int,
-               score: Callable[[_Candidate], float]) -> list[Hit]:
+               score: Callable[[_Candidate], float], label: _Label | None = None) -> list[Hit]:
         """One hit per document (best chunk first), further chunks as passages, same content collapsed.
 
         score gives each shown chunk its relevance; one with a `prefetch(candidates)` method is
-        told first which candidates will be shown (see _Similarity)."""
+        told first which candidates will be shown (see _Similarity). label: each hit's match
+        (default: good)."""
         docs: dict[object, tuple[_Candidate, list[_Candidate]]] = {}
         for c in ranked:
             row = rows[c.chunk_id]
@@ -688,9 +731,11 @@ class Searcher:
                     more.append(c)
             elif len(docs) < limit:
                 docs[key] = (c, [])
-        prefetch = getattr(score, "prefetch", None)
-        if prefetch is not None:
-            prefetch([c for best, more in docs.values() for c in (best, *more)])
+        shown = [c for best, more in docs.values() for c in (best, *more)]
+        for source in (score, label):  # idempotent: the second finds nothing missing
+            prefetch = getattr(source, "prefetch", None)
+            if prefetch is not None:
+                prefetch(shown)
         hits = []
         for key, (best, more) in docs.items():
             row = rows[best.chunk_id]
@@ -707,6 +752,7 @@ class Searcher:
             hits.append(Hit(path=row.path, score=score(best), page=row.page, snippet=snippet, chunk_id=row.id,
                             start=row.start, end=row.end, kind=row.kind or "", mtime=row.mtime_ns / 1e9,
                             highlights=spans, passages=tuple(passages), duplicates=duplicates,
+                            match=label(best, row) if label is not None else GOOD,
                             why=Why(dense_rank=best.dense_rank, keyword_rank=best.keyword_rank,
                                     fused_score=best.fused, rerank_score=best.rerank,
                                     learned_score=best.learned)))

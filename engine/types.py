@@ -97,6 +97,7 @@ class Hit:
     why: Why | None = None
     passages: tuple[Passage, ...] = ()  # more matches in the same document, best first
     duplicates: tuple[str, ...] = ()    # other paths with the same content
+    match: str = "good"                 # "good", or "weak": loosely related (engine/match.py)
 
 
 @dataclass(frozen=True, slots=True)

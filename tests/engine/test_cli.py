@@ -24,9 +24,12 @@ def test_add_index_search_status(run, docs):
     code, out, _ = run("index")
     assert code == 0 and "2 added" in out and "1 could not be indexed" in out
     code, out, _ = run("search", "espresso", "descaling", "--json")
-    hits = json.loads(out)
-    assert code == 0 and hits[0]["path"] == str(docs / "coffee.txt")
-    assert {"path", "page", "score", "snippet"} <= set(hits[0])
+    [line] = out.splitlines()
+    answer = json.loads(line)
+    hits = answer["hits"]
+    assert code == 0 and answer["query"] == "espresso descaling" and hits[0]["path"] == str(docs / "coffee.txt")
+    assert {"path", "page", "score", "snippet", "match"} <= set(hits[0])
+    assert answer["good_matches"] == sum(h["match"] == "good" for h in hits) >= 1
     code, out, _ = run("search", "tyre pressure")
     assert "bike.txt" in out.splitlines()[0]
     code, out, _ = run("status", "--json")
@@ -132,3 +135,48 @@ def test_reranker_download_without_network_says_what_to_do(run, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "HfApi", DeadApi)
     code, _, err = run("reranker", "download", "--yes")
     assert code == 1 and "Could not reach the model hub" in err and "reranker import" in err
+
+
+@pytest.fixture
+def three(run, docs):
+    write(docs / "coffee.txt", "Descaling the espresso machine every month removes mineral deposits from the boiler.")
+    write(docs / "bike.txt", "Road bike tyres should be inflated to the pressure printed on the sidewall.")
+    write(docs / "birds.txt", "Migrating birds navigate using the magnetic field of the earth.")
+    run("add-folder", str(docs))
+    run("index")
+
+
+def test_search_prints_good_matches_then_the_divider(run, three):
+    code, out, _ = run("search", "espresso machine descaling")
+    lines = out.splitlines()
+    divider = lines.index("── Loosely related ──")
+    assert code == 0 and "coffee.txt" in lines[0] and divider > 0
+    assert all("coffee.txt" not in line for line in lines[divider:])
+    assert "(1 good match)" in out
+
+
+def test_search_without_a_good_match_says_so_first(run, three):
+    code, out, _ = run("search", "xyzzyqqq flurbgast")
+    lines = out.splitlines()
+    assert lines[0] == "No good matches for \u201cxyzzyqqq flurbgast\u201d; the closest:"
+    assert "Loosely related" not in out and "good match" not in out.replace(lines[0], "")
+
+
+def test_batch_queries_answer_one_json_line_each(run, three, tmp_path, monkeypatch):
+    queries = tmp_path / "queries.txt"
+    queries.write_text("espresso descaling\n\nxyzzyqqq flurbgast\nbike tyres\n", encoding="utf-8")
+    code, out, _ = run("search", "--queries", str(queries), "--json", "-n", "2")
+    answers = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [a["query"] for a in answers] == ["espresso descaling", "xyzzyqqq flurbgast", "bike tyres"]
+    assert [a["good_matches"] for a in answers] == [1, 0, 1]
+    assert all(len(a["hits"]) == 2 and {h["match"] for h in a["hits"]} <= {"good", "weak"} for a in answers)
+    import io
+    monkeypatch.setattr("sys.stdin", io.StringIO("bike tyres\n"))
+    code, out, _ = run("search", "--queries", "-", "--json")
+    assert [json.loads(line)["query"] for line in out.splitlines()] == ["bike tyres"]
+    code, out, _ = run("search", "--queries", str(queries))
+    assert out.count("$ sift search ") == 3 and "No good matches for \u201cxyzzyqqq flurbgast\u201d" in out
+    code, _, err = run("search", "--queries", str(tmp_path / "missing.txt"))
+    assert code == 1 and "Cannot read the queries" in err
+    code, _, err = run("search", "x", "--queries", str(queries))
+    assert code == 1 and "not both" in err
