@@ -26,7 +26,7 @@ from desktop import theme
 from desktop.indexing import Indexer
 from desktop.opener import ResultActions
 from desktop.preview import PreviewPane
-from desktop.results import ResultsModel, ResultsView
+from desktop.results import ResultsModel, ResultsView, count_text
 from desktop.search import SearchController
 from desktop.status import StatusLine, reading_text
 from desktop.tasks import Tasks
@@ -333,7 +333,7 @@ class MainWindow(QMainWindow):
         self.results = ResultsView()
         self.results.setModel(self.model)
         self.results.selectionModel().currentChanged.connect(self._current_changed)
-        self.results.doubleClicked.connect(lambda _: self.open_current())
+        self.results.doubleClicked.connect(lambda index: self.model.is_divider(index.row()) or self.open_current())
         self.preview = PreviewPane(self.engine, self.tasks)
         self.preview.openRequested.connect(self.open_current)
         self.preview.revealRequested.connect(self.reveal_current)
@@ -452,10 +452,12 @@ class MainWindow(QMainWindow):
 
     def open_current(self) -> None:
         index = self.results.currentIndex()
+        if self.results.toggle_divider():  # Enter on "Loosely related": show or hide them
+            return
         hit = self.current_hit()
         if hit is None:
             return
-        self.actions.open(self.model.query, hit, rank=index.row() + 1, shown=self.model.hits)
+        self.actions.open(self.model.query, hit, rank=self.model.rank_of(index.row()), shown=self.model.hits)
         self.show_message(f"Opening {hit.path}" + (f" at page {hit.page}" if hit.page and hit.kind == "pdf" else ""), 3000)
 
     def reveal_current(self) -> None:
@@ -541,7 +543,7 @@ class MainWindow(QMainWindow):
         self._stale = False
         self.model.set_results(query, hits, self.search.mode)
         n = len(hits)
-        count = f"{n} document{'s' if n != 1 else ''}" if n else ""
+        count = count_text(hits, self.search.text or query)
         if self.search.partial:
             count = ("Word matches while indexing keeps the model busy; results by meaning follow · "
                      + count).rstrip(" ·")
@@ -552,7 +554,8 @@ class MainWindow(QMainWindow):
             self._show_empty(query)
         else:
             self.stack.setCurrentWidget(self.splitter)
-            row = next((i for i, h in enumerate(hits) if previous is not None and h.path == previous.path), None)
+            row = next((i for i in range(self.model.rowCount()) if previous is not None
+                        and (h := self.model.hit_at(i)) is not None and h.path == previous.path), None)
             if row is None:
                 self._user_moved = False
             self._place(row or 0)
@@ -572,8 +575,7 @@ class MainWindow(QMainWindow):
 
     def _rerank_failed(self, query: str, note: str) -> None:
         self._first_stage_shown = False
-        n = self.model.rowCount()
-        self.count_label.setText(f"{n} document{'s' if n != 1 else ''} · {note}")
+        self.count_label.setText(f"{count_text(self.model.good + self.model.weak, self.model.query)} · {note}")
 
     def _samples_not_ready(self) -> bool:
         """The first run: the sample documents are still being read, so an empty result means nothing yet."""
@@ -596,7 +598,10 @@ class MainWindow(QMainWindow):
             self.stack.setCurrentWidget(self.empty_page)
             self.preview.clear()
             return
-        self.empty_title.setText(f"Nothing found for “{words}”" if words else "No documents match these filters")
+        # Words alone always find the closest passages: with filters on, nothing found means the
+        # filters (or a quoted phrase with them) leave no document.
+        self.empty_title.setText("No documents match these filters" if self._filters_active() or not words
+                                 else f"Nothing found for “{words}”")
         hints = ["Try other words, or describe what the passage is about."]
         if self._filters_active():
             hints.append("Filters are on; clearing them searches everything.")

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from desktop import theme
 from desktop.opener import ResultActions
-from desktop.results import ResultsModel, ResultsView
+from desktop.results import ResultsModel, ResultsView, count_text
 from desktop.search import SearchController
 from desktop.tasks import Tasks
 from engine import Engine
@@ -44,7 +44,8 @@ class QuickSearch(QFrame):
         self.list = ResultsView(compact=True)
         self.list.setModel(self.model)
         self.list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.list.clicked.connect(lambda index: self._open(index.row()))
+        # A click on the divider shows or hides the weak ones (ResultsView does it); elsewhere it opens.
+        self.list.clicked.connect(lambda index: self.model.is_divider(index.row()) or self._open(index.row()))
         self.list.hide()
         self.hint = QLabel("Enter opens · Ctrl+Enter shows in folder · Alt+Enter shows all results · Esc closes")
         theme.dim(self.hint)
@@ -97,15 +98,21 @@ class QuickSearch(QFrame):
             return
         if hits:
             self.list.setCurrentIndex(self.model.index(0))
-            rows = sum(self.list.sizeHintForRow(i) for i in range(self.model.rowCount()))
-            self.list.setFixedHeight(min(rows + 2 * self.list.frameWidth(), 460))
+            self._fit()
             self.list.show()
-            self.hint.setText("Enter opens · Ctrl+Enter shows in folder · Alt+Enter shows all results · Esc closes")
+            keys = "Enter opens · Ctrl+Enter shows in folder · Alt+Enter shows all results · Esc closes"
+            self.hint.setText(f"{count_text(hits, self.search.text)} · {keys}" if self.model.good
+                              else count_text(hits, self.search.text))
         else:
             self.list.hide()
             self._message(f"Nothing found for “{self.search.text.strip()}”.")
         self.adjustSize()
         self.resultsShown.emit(query, len(hits))
+
+    def _fit(self) -> None:
+        rows = sum(self.list.sizeHintForRow(i) for i in range(self.model.rowCount()))
+        self.list.setFixedHeight(min(rows + 2 * self.list.frameWidth(), 460))
+        self.adjustSize()
 
     def _cleared(self) -> None:
         self.model.clear()
@@ -117,13 +124,17 @@ class QuickSearch(QFrame):
         self.hint.setText(text)
 
     def _open(self, row: int, *, reveal: bool = False) -> None:
-        if not 0 <= row < self.model.rowCount():
+        if self.model.is_divider(row):  # "Loosely related": show or hide them
+            self.model.set_expanded(not self.model.expanded)
+            self._fit()
             return
-        hit = self.model.hits[row]
+        hit = self.model.hit_at(row)
+        if hit is None:
+            return
         if reveal:
             self.actions.reveal(hit)
         else:
-            self.actions.open(self.model.query, hit, rank=row + 1, shown=self.model.hits)
+            self.actions.open(self.model.query, hit, rank=self.model.rank_of(row), shown=self.model.hits)
         self.dismiss()
 
     # -- keys and focus ----------------------------------------------------------------------------

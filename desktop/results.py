@@ -18,6 +18,9 @@ from engine import Hit
 
 HitRole = Qt.ItemDataRole.UserRole + 1
 RelevanceRole = Qt.ItemDataRole.UserRole + 2
+DividerRole = Qt.ItemDataRole.UserRole + 3  # the divider row's text; None on a result
+
+DIVIDER = "Loosely related"
 
 PAD_X, PAD_Y = 14, 10
 ICON = 32
@@ -73,35 +76,99 @@ def relevance(hits: Sequence[Hit], mode: str) -> list[float]:
     return [0.08 + 0.92 * (h.score - lo) / (hi - lo) for h in hits]
 
 
+def count_text(hits: Sequence[Hit], query: str) -> str:
+    """What the count above the results says: how many good matches, or that there is none."""
+    good = sum(1 for h in hits if h.match == "good")
+    if not hits:
+        return ""
+    if not good:
+        return f"No good matches for \u201c{query.strip()}\u201d; the closest:"
+    return f"{good} good match{'es' if good != 1 else ''}"
+
+
 class ResultsModel(QAbstractListModel):
-    """The hits of the latest search, best first."""
+    """The hits of the latest search: the good matches, best first, then, under a divider row
+    ("Loosely related"), the weak ones, collapsed while there are good ones. With no good match
+    the weak ones are the list, with no divider (the count above says so)."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.query = ""
-        self.hits: list[Hit] = []
-        self.relevance: list[float] = []
+        self.good: list[Hit] = []
+        self.weak: list[Hit] = []
+        self.expanded = False
+        self.hits: list[Hit] = []        # every hit in display order: good, then weak (shown or collapsed)
+        self._rows: list[Hit | None] = []  # None: the divider
+        self._relevance: dict[int, float] = {}
+        self.mode = ""
 
     def set_results(self, query: str, hits: Sequence[Hit], mode: str = "") -> None:
         self.beginResetModel()
-        self.query, self.hits = query, list(hits)
-        self.relevance = relevance(self.hits, mode)
+        self.query, self.mode = query, mode
+        self.good = [h for h in hits if h.match == "good"]
+        self.weak = [h for h in hits if h.match != "good"]
+        self.expanded = not self.good
+        ordered = self.good + self.weak
+        self._relevance = {id(h): r for h, r in zip(ordered, relevance(ordered, mode))}
+        self._layout()
         self.endResetModel()
+
+    def _layout(self) -> None:
+        if self.good and self.weak:
+            self._rows = [*self.good, None, *(self.weak if self.expanded else ())]
+        else:
+            self._rows = self.good + self.weak
+        self.hits = self.good + self.weak
+
+    def set_expanded(self, expanded: bool) -> None:
+        """Show or hide the loosely related results under the divider."""
+        if expanded == self.expanded or not (self.good and self.weak):
+            return
+        first = len(self.good) + 1
+        if expanded:
+            self.beginInsertRows(QModelIndex(), first, first + len(self.weak) - 1)
+        else:
+            self.beginRemoveRows(QModelIndex(), first, first + len(self.weak) - 1)
+        self.expanded = expanded
+        self._layout()
+        (self.endInsertRows if expanded else self.endRemoveRows)()
+        self.dataChanged.emit(self.index(first - 1), self.index(first - 1))
+
+    def divider_text(self) -> str:
+        arrow = "\u25be" if self.expanded else "\u25b8"  # ▾ open, ▸ closed
+        return f"{DIVIDER} \u00b7 {len(self.weak)} {arrow}"
+
+    def is_divider(self, row: int) -> bool:
+        return 0 <= row < len(self._rows) and self._rows[row] is None
+
+    def hit_at(self, row: int) -> Hit | None:
+        return self._rows[row] if 0 <= row < len(self._rows) else None
+
+    def rank_of(self, row: int) -> int:
+        """The 1-based rank in display order (the divider is not one)."""
+        return sum(1 for h in self._rows[: row + 1] if h is not None)
 
     def clear(self) -> None:
         self.set_results("", [])
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.hits)
+        return 0 if parent.isValid() else len(self._rows)
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or not 0 <= index.row() < len(self.hits):
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
-        hit = self.hits[index.row()]
+        hit = self._rows[index.row()]
+        if hit is None:
+            if role in (DividerRole, Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.AccessibleDescriptionRole):
+                return self.divider_text()
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return ("Results that share little with the query; Enter or a click shows or hides them"
+                        if self.good else None)
+            return None
         if role == HitRole:
             return hit
         if role == RelevanceRole:
-            return self.relevance[index.row()]
+            return self._relevance.get(id(hit), 0.0)
         if role == Qt.ItemDataRole.DisplayRole:
             return os.path.basename(hit.path)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -132,6 +199,8 @@ class ResultDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
         hit: Hit = index.data(HitRole)
         name_font, small_font, body_font = self._fonts(option)
+        if index.data(DividerRole) is not None:
+            return QSize(200, QFontMetrics(small_font).height() + 2 * PAD_Y)
         name_h = QFontMetrics(name_font).height()
         small_h = QFontMetrics(small_font).height()
         width = self.view.viewport().width() - self._text_left() - PAD_X
@@ -172,6 +241,10 @@ class ResultDelegate(QStyledItemDelegate):
     # painting -----------------------------------------------------------------------------------
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        divider = index.data(DividerRole)
+        if divider is not None:
+            self._paint_divider(painter, option, divider)
+            return
         hit: Hit | None = index.data(HitRole)
         if hit is None:
             return
@@ -261,6 +334,28 @@ class ResultDelegate(QStyledItemDelegate):
                              int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
         painter.restore()
 
+    def _paint_divider(self, painter: QPainter, option: QStyleOptionViewItem, text: str) -> None:
+        """A rule with the words on it: what follows is only loosely related."""
+        painter.save()
+        rect, palette = option.rect, option.palette
+        if option.state & QStyle.StateFlag.State_Selected:
+            fill = QColor(theme.accent(palette))
+            fill.setAlpha(56)
+            painter.fillRect(rect, fill)
+        _, small_font, _ = self._fonts(option)
+        fm = QFontMetrics(small_font)
+        painter.setFont(small_font)
+        painter.setPen(theme.dim_color(palette))
+        left = rect.left() + PAD_X
+        width = fm.horizontalAdvance(text)
+        painter.drawText(QRect(left, rect.top(), width + 4, rect.height()),
+                         int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
+        rule = QColor(palette.color(QPalette.ColorRole.Text))
+        rule.setAlpha(40)
+        middle = rect.top() + rect.height() // 2
+        painter.fillRect(QRect(left + width + 12, middle, max(0, rect.right() - PAD_X - left - width - 12), 1), rule)
+        painter.restore()
+
     @staticmethod
     def _paint_relevance(painter: QPainter, rect: QRectF, score: float, accent: QColor, palette: QPalette) -> None:
         track = QColor(palette.color(QPalette.ColorRole.Text))
@@ -289,6 +384,21 @@ class ResultsView(QListView):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setAccessibleName("Search results")
+        self.clicked.connect(self._toggle_if_divider)
+
+    def _toggle_if_divider(self, index: QModelIndex) -> None:
+        model = self.model()
+        if isinstance(model, ResultsModel) and model.is_divider(index.row()):
+            model.set_expanded(not model.expanded)
+
+    def toggle_divider(self) -> bool:
+        """Enter on the divider row: show or hide the loosely related results; False elsewhere."""
+        index = self.currentIndex()
+        model = self.model()
+        if not (index.isValid() and isinstance(model, ResultsModel) and model.is_divider(index.row())):
+            return False
+        model.set_expanded(not model.expanded)
+        return True
 
     def current_hit(self) -> Hit | None:
         index = self.currentIndex()

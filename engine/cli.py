@@ -697,8 +697,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="measure search quality on a BEIR test collection (nDCG@10, recall, MRR, latency)")
     p.add_argument("dir", metavar="DIR", help="folder with corpus.jsonl, queries.jsonl and qrels.tsv")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--modes", metavar="LIST", help="comma-separated, from bm25,dense,hybrid,rerank "
-                   "(default: all; rerank when a reranker is installed)")
+    p.add_argument("--modes", metavar="LIST", help="comma-separated, from bm25,dense,hybrid,rerank,default "
+                   "(default: all; rerank when a reranker is installed; default is what a plain search runs)")
     p.add_argument("--home", dest="eval_home", metavar="DIR",
                    help="index in this Sift home (default: a temporary one; your own index is never used)")
     p.add_argument("--keep", metavar="DIR", help="keep the written corpus and its index in DIR; a re-run reuses them")

@@ -37,7 +37,10 @@ from engine.engine import Engine
 from engine.errors import SiftError
 from engine.types import Hit, IndexReport, Progress
 
-MODES = ("bm25", "dense", "hybrid", "rerank")  # "rerank" runs only when a reranker is installed
+# "rerank" runs only when a reranker is installed; "default" is what a plain search runs (mode
+# auto: with every option the user has switched on), the figures a person actually gets.
+MODES = ("bm25", "dense", "hybrid", "rerank", "default")
+_SEARCH_MODE = {"default": "auto"}
 DEPTH = 100                 # documents asked of each search: the deepest cut-off scored
 NDCG_AT = 10
 RECALL_AT = (5, 10, 100)
@@ -313,7 +316,8 @@ def evaluate(folder: str | os.PathLike, *, modes: Sequence[str] | None = None,
              on_progress: Callable[[Progress], None] | None = None) -> dict:
     """Index a BEIR collection and score each search mode on it; returns the `sift eval --json` object.
 
-    modes: the modes to run (default: bm25, dense, hybrid, and rerank when a reranker is installed).
+    modes: the modes to run (default: bm25, dense, hybrid, rerank when a reranker is installed, and
+    default, what a plain search runs).
     home: the Sift home to index in (default: a temporary one, or `keep`/home); never the user's
     unless named here. keep: a folder keeping the written corpus and the index, so a re-run only
     searches. settings: the user's settings, copied (but for folders) into a home made here, so
@@ -379,23 +383,41 @@ def _log_index(log: Callable[[str], None], report: IndexReport, seconds: float) 
         log(f"The kept index is up to date ({report.unchanged:,} files).")
 
 
+def relevant_hidden(run: Mapping[str, Sequence[str]], weak: Mapping[str, set[str]],
+                    qrels: Mapping[str, Mapping[str, float]], k: int = NDCG_AT) -> dict[str, float]:
+    """How often the good/weak cut-off hides what was found: of the queries whose top k holds a
+    judged relevant document, the share whose relevant top-k documents are all marked weak
+    ("relevant_hidden") and the share with at least one of them weak ("relevant_some_weak");
+    and the share of all queries with no good match at all ("no_good")."""
+    found = [q for q in qrels if any(qrels[q].get(d, 0) > 0 for d in run.get(q, ())[:k])]
+    rel = {q: [d for d in run[q][:k] if qrels[q].get(d, 0) > 0] for q in found}
+    share = lambda n, of: round(n / of, 4) if of else 0.0
+    return {"relevant_hidden": share(sum(all(d in weak[q] for d in rel[q]) for q in found), len(found)),
+            "relevant_some_weak": share(sum(any(d in weak[q] for d in rel[q]) for q in found), len(found)),
+            "no_good": share(sum(set(run.get(q, ())) <= weak.get(q, set()) for q in qrels), len(qrels))}
+
+
 def _run_mode(engine: Engine, collection: Collection, by_name: Mapping[str, str], mode: str,
               log: Callable[[str], None]) -> dict:
-    engine.search(WARMUP_QUERY, limit=DEPTH, mode=mode, literal=True)
+    search_mode = _SEARCH_MODE.get(mode, mode)
+    engine.search(WARMUP_QUERY, limit=DEPTH, mode=search_mode, literal=True)
     run: dict[str, list[str]] = {}
+    weak: dict[str, set[str]] = {}
     seconds: list[float] = []
     started = last_note = time.perf_counter()
     for n, (qid, text) in enumerate(collection.queries.items(), 1):
         t = time.perf_counter()
         # A collection's queries are text, not Sift's syntax: CISI's pasted abstracts quote
         # words ("threshold"), which as phrases would be requirements.
-        hits = engine.search(text, limit=DEPTH, mode=mode, literal=True)
+        hits = engine.search(text, limit=DEPTH, mode=search_mode, literal=True)
         seconds.append(time.perf_counter() - t)
         run[qid] = hits_to_ids(hits, by_name)
+        weak[qid] = set(hits_to_ids([h for h in hits if h.match != "good"], by_name))
         if time.perf_counter() - last_note > 10 and n < len(collection.queries):
             last_note = time.perf_counter()
             log(f"  {mode}: {n}/{len(collection.queries)} queries …")
     metrics = {name: round(value, 4) for name, value in score_run(run, collection.qrels).items()}
+    metrics.update(relevant_hidden(run, weak, collection.qrels))
     latency = {name: round(value, 2) for name, value in latency_stats(seconds).items()}
     log(f"  {mode}: {len(run)} queries in {time.perf_counter() - started:.1f} s, "
         f"nDCG@{NDCG_AT} {metrics[f'ndcg@{NDCG_AT}']:.4f}")
@@ -405,7 +427,7 @@ def _run_mode(engine: Engine, collection: Collection, by_name: Mapping[str, str]
 # -- presenting -----------------------------------------------------------------------------------
 
 _COLUMNS = (("nDCG@10", "ndcg@10"), ("R@5", "recall@5"), ("R@10", "recall@10"), ("R@100", "recall@100"),
-            ("MRR@10", "mrr@10"))
+            ("MRR@10", "mrr@10"), ("hidden", "relevant_hidden"))
 
 
 def format_table(result: Mapping) -> str:
@@ -419,6 +441,8 @@ def format_table(result: Mapping) -> str:
     lines += [header, "-" * len(header)]
     for mode, m in result["modes"].items():
         lat = m["latency_ms"]
-        lines.append(f"{mode:<8}" + "".join(f"{m[key]:>9.4f}" for _, key in _COLUMNS)
+        lines.append(f"{mode:<8}" + "".join(f"{m.get(key, 0.0):>9.4f}" for _, key in _COLUMNS)
                      + f"{lat['mean']:>10.1f}{lat['p50']:>9.1f}{lat['p95']:>9.1f}")
+    lines.append("hidden: of the queries with a relevant document in their top 10, the share that see all "
+                 "of those marked weak (loosely related)")
     return "\n".join(lines)

@@ -210,6 +210,25 @@ def test_quick_search_popup_opens_the_result_and_records_the_click(qtbot, sift, 
     assert not quick.isVisible()
 
 
+def test_quick_search_popup_shows_the_divider_and_the_good_count(qtbot, sift, opener):
+    quick = sift.quick
+    sift.toggle_quick(None)
+    with qtbot.waitSignal(quick.resultsShown, timeout=WAIT_MS):
+        qtbot.keyClicks(quick.field, "remove limescale from the coffee machine")
+    model = quick.model
+    good = len(model.good)
+    assert good and model.weak and model.is_divider(good) and model.rowCount() == good + 1
+    assert quick.hint.text().startswith(f"{good} good match")
+    height = quick.list.height()
+    quick._open(good)  # Enter on the divider: the loosely related ones appear, the popup grows
+    assert model.rowCount() == good + 1 + len(model.weak) and quick.isVisible()
+    assert quick.list.height() >= height
+    with qtbot.waitSignal(quick.resultsShown, timeout=WAIT_MS):
+        quick.field.setText("xyzzyqqq flurbgast")
+    assert quick.hint.text() == "No good matches for \u201cxyzzyqqq flurbgast\u201d; the closest:"
+    assert not model.good and model.rowCount() == len(model.weak) > 0
+
+
 def test_quick_search_enter_before_results_opens_the_best_one(qtbot, sift, opener):
     quick = sift.quick
     sift.toggle_quick(None)

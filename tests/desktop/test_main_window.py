@@ -86,7 +86,8 @@ def test_typing_shows_results_grouped_by_document_with_highlights(qtbot, sift):
     assert marked.count("background-color:#ff0") == len(top.highlights)
     marked_words = {top.snippet[s:e].lower() for s, e in top.highlights}
     assert all(w.startswith(("remov", "limescal", "coffee", "machin")) for w in marked_words), marked_words
-    assert window.count_label.text() == f"{len(hits)} documents"
+    good = sum(h.match == "good" for h in hits)
+    assert 0 < good < len(hits) and window.count_label.text() == f"{good} good matches"
     assert window.results.currentIndex().row() == 0
     window.grab()  # paints every visible card through the delegate
 
@@ -179,7 +180,8 @@ def test_filters_narrow_results_and_empty_state_offers_to_clear_them(qtbot, sift
     with qtbot.waitSignal(window.resultsShown, timeout=WAIT_MS):
         window.type_filter.setCurrentIndex(window.type_filter.findData("epub"))  # no e-books among the samples
     assert window.stack.currentWidget() is window.empty_page
-    assert "machine" in window.empty_title.text() and window.clear_filters_button.isVisibleTo(window)
+    assert window.empty_title.text() == "No documents match these filters"
+    assert window.clear_filters_button.isVisibleTo(window)
     with qtbot.waitSignal(window.resultsShown, timeout=WAIT_MS, check_params_cb=lambda q, n: n > 0):
         window.clear_filters_button.click()
     assert window.search.query == "machine"
@@ -278,3 +280,33 @@ def test_while_indexing_holds_the_model_keyword_results_show_first(qtbot, home, 
         sift.shutdown()
     finally:
         engine.close()
+
+
+def test_weak_matches_wait_under_a_collapsed_divider(qtbot, sift):
+    window = sift.window
+    hits = search(qtbot, window, LIMESCALE)
+    model = window.model
+    good = [h for h in hits if h.match == "good"]
+    weak = [h for h in hits if h.match != "good"]
+    assert good and weak and hits == good + weak, "good matches first, then the loosely related"
+    divider = len(good)
+    assert model.rowCount() == len(good) + 1 and model.is_divider(divider), "collapsed: only the divider"
+    assert model.index(divider).data() == f"Loosely related \u00b7 {len(weak)} \u25b8"
+    assert window.count_label.text() == f"{len(good)} good match{'es' if len(good) != 1 else ''}"
+    window.results.setCurrentIndex(model.index(divider))
+    qtbot.keyClick(window.results, Qt.Key.Key_Return)  # Enter on the divider opens it
+    assert model.rowCount() == len(hits) + 1 and model.hit_at(divider + 1) == weak[0]
+    assert model.rank_of(divider + 1) == len(good) + 1
+    window.grab()  # paints the divider row too
+    rect = window.results.visualRect(model.index(divider))
+    qtbot.mouseClick(window.results.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert model.rowCount() == len(good) + 1, "a click closes it again"
+
+
+def test_no_good_match_says_so_first_and_lists_the_closest(qtbot, sift):
+    window = sift.window
+    hits = search(qtbot, window, "xyzzyqqq flurbgast")
+    assert hits and all(h.match == "weak" for h in hits)
+    assert window.count_label.text() == "No good matches for \u201cxyzzyqqq flurbgast\u201d; the closest:"
+    assert window.model.rowCount() == len(hits) and not any(window.model.is_divider(r) for r in range(len(hits)))
+    assert window.results.currentIndex().row() == 0

@@ -269,14 +269,18 @@ def test_sift_eval_json_end_to_end(run, tmp_path, home):
     result = json.loads(out)
     assert result["collection"] == "tiny" and result["docs"] == 30 and result["queries"] == 6
     assert result["index_s"] >= 0 and result["reranker"] is None
-    assert list(result["modes"]) == ["bm25", "dense", "hybrid"]  # no reranker installed: no rerank
+    assert list(result["modes"]) == ["bm25", "dense", "hybrid", "default"]  # no reranker installed: no rerank
     for mode, m in result["modes"].items():
-        assert set(m) == {"ndcg@10", "recall@5", "recall@10", "recall@100", "mrr@10", "latency_ms"}
+        assert set(m) == {"ndcg@10", "recall@5", "recall@10", "recall@100", "mrr@10", "latency_ms",
+                          "relevant_hidden", "relevant_some_weak", "no_good"}
         assert all(0.0 <= m[k] <= 1.0 for k in m if k != "latency_ms")
         assert set(m["latency_ms"]) == {"mean", "p50", "p95"} and m["latency_ms"]["mean"] >= 0
     # the queries are the topics' own words: every pipeline finds every topic's documents
     for mode in ("bm25", "hybrid"):
         assert result["modes"][mode]["recall@100"] == 1.0 and result["modes"][mode]["mrr@10"] == 1.0
+    # default is a plain search: hybrid here (no reranker), the same ranking
+    assert {k: v for k, v in result["modes"]["default"].items() if k != "latency_ms"} == \
+        {k: v for k, v in result["modes"]["hybrid"].items() if k != "latency_ms"}
     assert "judged queries" in err and "bm25" in err  # progress goes to stderr
     # the user's own home was opened by the command line, but nothing was indexed there
     user = Engine.open(home)
@@ -299,7 +303,7 @@ def test_sift_eval_table_modes_and_kept_index(run, tmp_path):
     first = out
     code, out, err = run("eval", str(ir), "--modes", "bm25,dense", "--keep", str(keep), "--limit-queries", "4")
     assert code == 0 and "up to date (30 files)" in err
-    strip = lambda s: [line[:60] for line in s.splitlines()[3:]]  # metrics, not latency or timing
+    strip = lambda s: [line[:62] for line in s.splitlines()[3:]]  # metrics, not latency or timing
     assert strip(out) == strip(first)
 
 
@@ -336,5 +340,16 @@ def test_rerank_mode_runs_when_a_reranker_is_installed(run, tmp_path, monkeypatc
     code, out, err = run("eval", str(_collection(tmp_path / "tiny")), "--json")
     assert code == 0, err
     result = json.loads(out)
-    assert list(result["modes"]) == ["bm25", "dense", "hybrid", "rerank"]
+    assert list(result["modes"]) == ["bm25", "dense", "hybrid", "rerank", "default"]
     assert result["reranker"] == "overlap@1" and result["modes"]["rerank"]["recall@100"] == 1.0
+
+
+def test_relevant_hidden_counts_queries_whose_relevant_top_ten_is_all_weak():
+    from engine.evaluate import relevant_hidden
+
+    qrels = {"q1": {"a": 1, "b": 1}, "q2": {"c": 1}, "q3": {"d": 1}, "q4": {"e": 1}}
+    run = {"q1": ["a", "x", "b"], "q2": ["y", "c"], "q3": ["z"], "q4": ["e"]}
+    weak = {"q1": {"a"}, "q2": {"y", "c"}, "q3": {"z"}, "q4": set()}
+    # q3 found nothing relevant: not counted; q2's only relevant one is weak; q1 has one of two weak
+    assert relevant_hidden(run, weak, qrels) == {"relevant_hidden": round(1 / 3, 4),
+                                                 "relevant_some_weak": round(2 / 3, 4), "no_good": 0.5}
