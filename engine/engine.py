@@ -34,6 +34,7 @@ from engine.indexer import (
     BATCH_CHUNKS,
     Indexer,
     forget_root_devices,
+    is_excluded,
     is_within,
     iter_paths,
     offline_roots,
@@ -581,11 +582,34 @@ class Engine:
     def similar(self, path: str, *, limit: int = 10) -> list[Hit]:
         """Documents like the one at `path` (find-similar), itself left out."""
         row = self.catalog.file(os.path.abspath(path))
-        if row is None:
-            raise SiftError(f"{path} is not indexed, so Sift cannot look for documents like it.")
+        if row is None or row.status != FileStatus.INDEXED:
+            raise SiftError(f"{path} is not indexed, so Sift cannot look for documents like it: "
+                            f"{self._why_not_indexed(os.path.abspath(path), row)}")
         ids = self.catalog.chunk_ids_of_file(row.id)
         with self._pinned_model():
             return self._searcher.similar(ids, limit=limit, exclude_file=row.id)
+
+    def _why_not_indexed(self, path: str, row) -> str:
+        """Why a file has no passages in the catalog, and what to do about it."""
+        if row is not None and row.status == FileStatus.PENDING:
+            return "it is waiting to be indexed; run `sift index` (the app does it by itself) and try again."
+        if row is not None:
+            return f"it could not be read ({row.status.value}: {row.reason or 'no reason given'})."
+        if not os.path.exists(path):
+            return "there is no such file."
+        roots = self.roots()
+        if not is_within(path, roots):
+            return (f"it is not in a folder Sift searches ({', '.join(roots)}); add its folder with "
+                    "`sift add-folder` and index.")
+        root = next(r for r in roots if is_within(path, [r]))
+        rel = os.path.relpath(path, root)
+        parts = rel.split(os.sep)
+        for i, name in enumerate(parts):
+            if is_excluded(name, "/".join(parts[: i + 1]), self._config.exclude):
+                return f"{'/'.join(parts[: i + 1])} is excluded in settings (exclude patterns)."
+            if name.startswith(".") and not self._config.include_hidden:
+                return f"{'/'.join(parts[: i + 1])} is hidden, and hidden files are skipped (include_hidden)."
+        return "it is new or changed since the last indexing; run `sift index` and try again."
 
     @contextmanager
     def _pinned_model(self) -> Iterator[None]:

@@ -655,10 +655,17 @@ class Searcher:
             return []
         q = vecs.mean(axis=0)
         q /= np.linalg.norm(q) or 1.0
-        keys, _ = self._ann(q, DENSE_DEPTH, ChunkFilter())
-        rows = self.catalog.chunks_by_id(keys)
-        ranked = [_Candidate(int(k), dense_rank=r) for r, k in enumerate(keys, 1)
-                  if int(k) in rows and rows[int(k)].file_id != exclude_file]
+        # A long document's own passages are the nearest to its mean and are left out: ask past
+        # them, and further while too few other documents came back (`similar -n 3` gave 1).
+        depth = DENSE_DEPTH + len(chunk_ids)
+        while True:
+            keys, _ = self._ann(q, depth, ChunkFilter())
+            rows = self.catalog.chunks_by_id(keys)
+            ranked = [_Candidate(int(k), dense_rank=r) for r, k in enumerate(keys, 1)
+                      if int(k) in rows and rows[int(k)].file_id != exclude_file]
+            if len({rows[c.chunk_id].file_id for c in ranked}) >= limit or len(keys) < depth:
+                break
+            depth *= 4
         for c in ranked:
             c.fused = 1 / (RRF_K + c.dense_rank)
         return self._group(ranked, rows, parse_query(""), limit, lambda c: c.fused * (RRF_K + 1))

@@ -171,8 +171,42 @@ def test_more_passages_of_the_same_document(make_engine, docs):
 def test_find_similar_leaves_the_source_out(engine, docs):
     hits = engine.similar(str(docs / "coffee.txt"))
     assert "coffee.txt" not in names(hits) and names(hits)[0] == "manual.pdf"
-    with pytest.raises(SiftError, match="not indexed"):
+    with pytest.raises(SiftError, match="not indexed.*no such file"):
         engine.similar(str(docs / "nope.txt"))
+
+
+def test_find_similar_returns_as_many_as_asked_past_a_long_documents_own_passages(make_engine, docs, tmp_path):
+    write(docs / "long.md", "\n\n".join(f"Section {i}. Descaling the espresso boiler, step {i}." for i in range(60)))
+    for name in ("a", "b", "c", "d"):
+        write(docs / f"{name}.txt", f"Espresso notes {name}: descaling the boiler.")
+    e = make_engine(chunk_tokens=16, chunk_overlap=0)
+    e.add_folder(docs)
+    e.index()
+    assert len(e.catalog.chunk_ids_of_file(e.catalog.file(str(docs / "long.md")).id)) > 20
+    from engine import search as search_module
+
+    search_module.DENSE_DEPTH, old = 20, search_module.DENSE_DEPTH  # fewer than its own passages
+    try:
+        assert len(e.similar(str(docs / "long.md"), limit=3)) == 3
+    finally:
+        search_module.DENSE_DEPTH = old
+
+
+def test_find_similar_on_a_file_not_indexed_says_why(engine, docs, tmp_path):
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("espresso", encoding="utf-8")
+    with pytest.raises(SiftError, match="not in a folder Sift searches"):
+        engine.similar(str(outside))
+    write(docs / ".hidden.txt", "espresso")
+    with pytest.raises(SiftError, match="hidden"):
+        engine.similar(str(docs / ".hidden.txt"))
+    write(docs / "new.txt", "espresso")
+    with pytest.raises(SiftError, match="run `sift index`"):
+        engine.similar(str(docs / "new.txt"))
+    (docs / "broken.pdf").write_bytes(b"not a pdf")
+    engine.index()
+    with pytest.raises(SiftError, match="could not be read"):
+        engine.similar(str(docs / "broken.pdf"))
 
 
 # snippets ----------------------------------------------------------------------------------------
