@@ -57,6 +57,10 @@ def main() -> int:
         if not keep.exists():  # another precision's index: its catalog's vectors serve, nothing re-embedded
             for done in sorted(Path(args.keep).glob(f"{names[i]}-*")):
                 shutil.copytree(done, keep)
+                # The copy searches its own corpus folder; the files there read as moved, not new.
+                settings = keep / "home" / "config" / "settings.json"
+                settings.write_text(settings.read_text(encoding="utf-8").replace(
+                    json.dumps(str(done / "corpus")), json.dumps(str(keep / "corpus"))), encoding="utf-8")
                 break
         result = evaluate(folder, modes=["hybrid", "default"], keep=keep, settings=Config(vector_dtype=args.dtype),
                           log=lambda m: print(m, file=sys.stderr))
