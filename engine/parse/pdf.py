@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import traceback
 from typing import BinaryIO
@@ -26,6 +27,13 @@ def read(f: BinaryIO) -> tuple[Page, ...]:
                 FileStatus.ENCRYPTED, "this PDF uses a kind of protection Sift cannot open"
             ) from exc
         raise
+    except OSError as exc:
+        # pypdf seeks to the offsets the file states; read from a real descriptor (not bytes in
+        # memory), one before the start of the file is EINVAL: the file is damaged, the disk is fine.
+        if exc.errno != errno.EINVAL:
+            raise
+        raise ParseError(FileStatus.CORRUPT, "this PDF could not be read: it points outside itself "
+                         "(a damaged cross-reference table)") from None
     # Many protected PDFs only restrict printing or copying and open with an empty password.
     if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
         raise ParseError(
