@@ -191,6 +191,7 @@ class SiftApp(QObject):
         self.ndim = DEFAULT_NDIM
         self.window = MainWindow(engine, self.tasks, self.indexer, self.actions)
         self.window.setWindowIcon(app_icon())
+        self.window.restore_layout(self.prefs.geometry("main"), self.prefs.geometry("splitter"))
         self.quick = QuickSearch(engine, self.tasks, self.actions, indexing=lambda: self.indexer.busy)
         self.quick.showAllRequested.connect(self.show_search)
         self.panel: IndexPanel | None = None
@@ -260,11 +261,18 @@ class SiftApp(QObject):
                 w.close()
         if self.tray is not None:
             self.tray.hide()
+        self.save_layout()
         self.window.hide()
         self.indexer.stop()   # the background service: its batch in flight stops at its next step
         self.tasks.shutdown()
         self.indexer.stop()   # …and one that a task was starting meanwhile
         self.prefs.sync()
+
+    def save_layout(self) -> None:
+        """The window's size, place and split, for the next start."""
+        geometry, splitter = self.window.save_layout()
+        self.prefs.set_geometry("main", geometry)
+        self.prefs.set_geometry("splitter", splitter)
 
     def quit(self) -> None:
         self.shutdown()
@@ -401,6 +409,7 @@ class SiftApp(QObject):
             return
         if self.tray is not None and self.prefs.keep_in_tray:
             event.ignore()
+            self.save_layout()
             self.window.hide()
             if not self.prefs.told_about_tray:
                 self.prefs.told_about_tray = True

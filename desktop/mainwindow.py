@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtCore import QEvent, QObject, QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -43,6 +45,31 @@ TYPES = (("All types", ""), ("PDF", "pdf"), ("Word", "docx"), ("PowerPoint", "pp
          ("OpenDocument", "odf"))
 DATES = (("Any time", 0), ("Past week", 7), ("Past month", 31), ("Past year", 365))
 LOADING_DELAY_MS = 250  # show "Searching…" only when a search is slow enough to notice
+WINDOW_SIZE = QSize(1100, 720)   # the first start's size, when the screen has room for it
+NARROW_PX = 900                  # narrower than this, the preview goes below the list
+SCREEN_SHARE = 0.92              # a first window takes at most this share of the screen's free area
+SHORTCUTS = (
+    ("Type", "search as you type; the search box has the keyboard"),
+    ("↑ ↓  Page Up/Down", "move through the results"),
+    ("Enter", "open the document at the passage's page"),
+    ("Ctrl+Enter", "show it in its folder"),
+    ("Ctrl+C", "copy its path"),
+    ("Esc", "clear the search"),
+    ("Ctrl+L  Ctrl+F", "back to the search box"),
+    ("F5", "search again (after new files were indexed)"),
+    ("Tab  Shift+Tab", "buttons, filters, results, the preview's buttons"),
+    ("Ctrl+,", "folders and settings"),
+    ("F1", "this list"),
+)
+
+
+def fit_rect(wanted: QRect, area: QRect) -> QRect:
+    """`wanted`, shrunk to fit inside `area` and moved into it (a window never starts off-screen)."""
+    size = wanted.size().boundedTo(area.size())
+    rect = QRect(wanted.topLeft(), size)
+    rect.moveLeft(max(area.left(), min(rect.left(), area.right() - size.width() + 1)))
+    rect.moveTop(max(area.top(), min(rect.top(), area.bottom() - size.height() + 1)))
+    return rect
 
 
 def filter_words(kind: str, folder: str, days: int, *, today: date | None = None) -> str:
@@ -114,7 +141,9 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.engine, self.tasks, self.indexer, self.actions = engine, tasks, indexer, actions
         self.setWindowTitle("Sift")
-        self.resize(1100, 720)
+        self._placed_before = False   # restore_layout placed it from saved geometry
+        self._splitter_state = None   # the saved split, waiting for the first show
+        self.resize(WINDOW_SIZE)
         self.setMinimumSize(640, 420)
         self.search = SearchController(engine, tasks, self, key="search", indexing=lambda: indexer.busy)
         self.search.started.connect(self._search_started)
@@ -182,24 +211,27 @@ class MainWindow(QMainWindow):
 
         self.settings_button = QPushButton("Folders and settings")
         self.settings_button.setToolTip("Folders, model, appearance (Ctrl+,)")
-        self.settings_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.settings_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
         self.settings_button.clicked.connect(self.settingsRequested)
         self.settings_button.setMinimumHeight(40)
         self.finetune_button = QPushButton("Improve search…")
         self.finetune_button.setToolTip("Teach Sift your vocabulary from the results you open")
-        self.finetune_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.finetune_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
         self.finetune_button.clicked.connect(self.finetuneRequested)
         self.finetune_button.setMinimumHeight(40)
 
         self.type_filter = QComboBox()
+        self.type_filter.setAccessibleName("Type of document")
         for name, value in TYPES:
             self.type_filter.addItem(name, value)
         self.folder_filter = QComboBox()
+        self.folder_filter.setAccessibleName("Folder")
         self.date_filter = QComboBox()
+        self.date_filter.setAccessibleName("Date changed")
         for name, value in DATES:
             self.date_filter.addItem(name, value)
         for combo in (self.type_filter, self.folder_filter, self.date_filter):
-            combo.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            combo.setFocusPolicy(Qt.FocusPolicy.TabFocus)  # Tab reaches them; a mouse pick leaves the keyboard put
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
             combo.currentIndexChanged.connect(self._filters_changed)
         self.refresh_folders()
@@ -279,7 +311,8 @@ class MainWindow(QMainWindow):
             "<tr><td><b>Enter</b></td><td>open the document at the passage's page</td></tr>"
             "<tr><td><b>Ctrl+Enter</b>&nbsp;&nbsp;</td><td>show it in its folder</td></tr>"
             "<tr><td><b>Ctrl+C</b></td><td>copy its path</td></tr>"
-            "<tr><td><b>Esc</b></td><td>clear the search</td></tr></table>", dim=True))
+            "<tr><td><b>Esc</b></td><td>clear the search</td></tr>"
+            "<tr><td><b>F1</b></td><td>every keyboard shortcut</td></tr></table>", dim=True))
         self.home_page.box.addWidget(_text(
             "Put words in “quotes” to match them exactly, write -word to leave it out, or filter with "
             "type:pdf, in:folder, after:2024-01-01.", dim=True))
@@ -370,8 +403,91 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+F"), self, activated=self.focus_search)
         QShortcut(QKeySequence("Ctrl+,"), self, activated=self.settingsRequested)
         QShortcut(QKeySequence(QKeySequence.StandardKey.Refresh), self, activated=self.refresh)
+        QShortcut(QKeySequence(Qt.Key.Key_F1), self, activated=self.show_shortcuts)
+        # Tab follows the screen: search box, the two buttons beside it, the filters, the results,
+        # the preview's buttons, and round again.
+        order = [self.query, self.finetune_button, self.settings_button, self.type_filter, self.folder_filter,
+                 self.date_filter, self.results, self.preview.open_button, self.preview.reveal_button,
+                 self.preview.copy_button]
+        for first, second in zip(order, order[1:]):
+            QWidget.setTabOrder(first, second)
+        self.shortcuts_dialog: QDialog | None = None
 
     # -- public -------------------------------------------------------------------------------------
+
+    def show_shortcuts(self) -> QDialog:
+        """F1: every keyboard shortcut in one small window (Esc closes it)."""
+        if self.shortcuts_dialog is None:
+            dialog = QDialog(self)
+            dialog.setWindowTitle("Keyboard shortcuts – Sift")
+            rows = "".join(f"<tr><td><b>{keys}</b>&nbsp;&nbsp;&nbsp;</td><td>{what}</td></tr>" for keys, what in SHORTCUTS)
+            text = _text(f"<table cellspacing='0' cellpadding='4'>{rows}</table>")
+            buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+            buttons.rejected.connect(dialog.reject)
+            box = QVBoxLayout(dialog)
+            box.addWidget(text)
+            box.addWidget(buttons)
+            self.shortcuts_dialog = dialog
+        self.shortcuts_dialog.show()
+        self.shortcuts_dialog.raise_()
+        self.shortcuts_dialog.activateWindow()
+        return self.shortcuts_dialog
+
+    def restore_layout(self, geometry, splitter) -> None:
+        """Size, place and split the window as last time (or at its first size), always inside the screen."""
+        if geometry is not None and self.restoreGeometry(geometry):
+            self._placed_before = True
+        self._splitter_state = splitter  # applied once the window is laid out (sizes need its real size)
+        self.fit_to_screen()
+
+    def fit_to_screen(self) -> None:
+        """Shrink and move the window into its screen's free area (a scale factor of 2 doubles 1100×720)."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        area = screen.availableGeometry()
+        self.setMinimumSize(QSize(640, 420).boundedTo(area.size()))
+        frame = self.frameGeometry()
+        extra = QSize(frame.width() - self.width(), frame.height() - self.height())  # title bar, borders
+        room = QRect(area.topLeft(), area.size() - extra)
+        wanted = QRect(self.geometry().topLeft(), self.size())
+        if not self._placed_before:
+            size = WINDOW_SIZE.boundedTo(QSize(int(room.width() * SCREEN_SHARE), int(room.height() * SCREEN_SHARE)))
+            wanted = QRect(0, 0, size.width(), size.height())
+            wanted.moveCenter(room.center())
+        fitted = fit_rect(wanted, room)
+        self.resize(fitted.size())
+        self.move(fitted.topLeft() - (self.geometry().topLeft() - frame.topLeft()))
+        self._placed_before = True
+
+    def save_layout(self) -> tuple:
+        """(geometry, splitter state) to keep in the preferences."""
+        return self.saveGeometry(), self.splitter.saveState()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if hasattr(self, "splitter"):
+            self._follow_width()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        state, self._splitter_state = self._splitter_state, None
+        if state is not None:
+            self.splitter.restoreState(state)
+        self._follow_width(force=state is not None)
+
+    def _follow_width(self, *, force: bool = False) -> None:
+        """A narrow window puts the preview below the list; a wide one beside it."""
+        narrow = self.width() < NARROW_PX
+        orientation = Qt.Orientation.Vertical if narrow else Qt.Orientation.Horizontal
+        if self.splitter.orientation() == orientation and not force:
+            return
+        sizes = self.splitter.sizes()
+        self.splitter.setOrientation(orientation)
+        self.results.setMinimumSize(QSize(0, 160) if narrow else QSize(320, 0))
+        self.preview.setMinimumSize(QSize(0, 140) if narrow else QSize(280, 0))
+        if force:
+            self.splitter.setSizes(sizes)
 
     def set_query(self, text: str) -> None:
         self.query.setText(text)

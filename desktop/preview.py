@@ -88,7 +88,7 @@ class PreviewPane(QWidget):
         self.copy_button = QPushButton("Copy path")
         self.copy_button.setToolTip("Copy the file's path (Ctrl+C)")
         for button in (self.open_button, self.reveal_button, self.copy_button):
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keyboard stays in the search box and list
+            button.setFocusPolicy(Qt.FocusPolicy.TabFocus)  # Tab reaches them; a click leaves the keyboard where it was
         self.open_button.clicked.connect(self.openRequested)
         self.reveal_button.clicked.connect(self.revealRequested)
         self.copy_button.clicked.connect(self.copyRequested)

@@ -261,6 +261,10 @@ class ResultDelegate(QStyledItemDelegate):
             painter.fillRect(rect, fill)
         if selected:
             painter.fillRect(QRect(rect.left(), rect.top(), 3, rect.height()), accent)
+            if self.view.hasFocus():  # the keyboard is in the list: say so, as a focus frame would
+                painter.setPen(accent)
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                painter.drawRect(QRectF(rect).adjusted(0.5, 0.5, -1.5, -1.5))
         separator = QColor(palette.color(QPalette.ColorRole.Text))
         separator.setAlpha(28)
         painter.fillRect(QRect(rect.left() + PAD_X, rect.bottom(), rect.width() - 2 * PAD_X, 1), separator)

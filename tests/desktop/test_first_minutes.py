@@ -219,3 +219,70 @@ def test_problem_reasons_read_like_a_person_wrote_them():
     assert problem_reason(locked).startswith("Encrypted: PDF is password-protected")
     assert problems_text([pypdf, scan, crashed]) == " · 2 could not be read · 1 skipped, need OCR"
     assert problems_text([scan]) == " · 1 skipped, need OCR"
+
+
+def test_the_window_fits_the_screen_and_remembers_its_layout(qtbot, engine, make_sift):
+    """Item 7: never larger than the screen's free area; size, place and splitter come back; narrow stacks."""
+    from PySide6.QtGui import QGuiApplication
+
+    from desktop.app import SiftApp
+    from desktop.prefs import Prefs
+
+    sift = make_sift(engine)
+    window = sift.window
+    area = QGuiApplication.primaryScreen().availableGeometry()
+    sift.show_window()
+    search(qtbot, window, "coffee machine")   # the results and the preview are on screen
+    assert area.contains(window.frameGeometry()), (window.frameGeometry(), area)
+    assert window.width() <= area.width() and window.height() <= area.height()
+
+    window.resize(min(area.width(), 780), min(area.height(), 520))  # narrow: the preview goes below the list
+    assert window.splitter.orientation() == Qt.Orientation.Vertical
+    window.splitter.setSizes([300, 200])
+    sizes = window.splitter.sizes()
+    sift.save_layout()
+    again = SiftApp(engine, use_tray=False, prefs=Prefs(engine.paths.config))
+    qtbot.addWidget(again.window)
+    try:
+        assert again.window.size() == window.size()
+        again.window.stack.setCurrentWidget(again.window.splitter)
+        again.window.show()
+        qtbot.waitExposed(again.window)
+        assert again.window.splitter.orientation() == Qt.Orientation.Vertical
+        restored = again.window.splitter.sizes()  # (its banner, "getting the model ready", takes some height)
+        assert abs(restored[0] / sum(restored) - sizes[0] / sum(sizes)) < 0.03, (restored, sizes)
+    finally:
+        again.shutdown()
+
+    window.resize(1000, 520)
+    assert window.splitter.orientation() == Qt.Orientation.Horizontal
+
+
+def test_fit_rect_shrinks_and_moves_a_window_into_the_screen():
+    from PySide6.QtCore import QRect
+
+    from desktop.mainwindow import fit_rect
+
+    area = QRect(0, 0, 800, 500)  # 1600x1000 at scale 2
+    assert fit_rect(QRect(100, 100, 2200, 1440), area) == QRect(0, 0, 800, 500)
+    assert fit_rect(QRect(700, 450, 400, 300), area) == QRect(400, 200, 400, 300)
+
+
+def test_tab_reaches_every_control_in_screen_order_and_f1_lists_the_shortcuts(qtbot, sift):
+    """Item 8: filters, both buttons and the preview's buttons take focus in order; F1 shows the keys."""
+    window = sift.window
+    search(qtbot, window, "coffee machine")
+    sift.show_window()
+    qtbot.waitUntil(lambda: window.isActiveWindow() or True)
+    window.query.setFocus()
+    expected = [window.finetune_button, window.settings_button, window.type_filter, window.date_filter,
+                window.results, window.preview.open_button, window.preview.reveal_button,
+                window.preview.copy_button, window.query]
+    reached = []
+    for _ in expected:
+        window.focusNextChild()
+        reached.append(window.focusWidget())
+    assert reached == expected   # (the folder filter is hidden with fewer than two folders)
+    dialog = window.show_shortcuts()
+    assert dialog.isVisible() and "F1" in dialog.findChildren(type(window.count_label))[0].text()
+    dialog.close()
