@@ -1,6 +1,8 @@
-"""`python -m desktop`: start Sift's desktop app."""
+"""`python -m desktop`: start Sift's desktop app (or hand the wish to the one running)."""
 
-from desktop.app import run
+import sys
+
+from desktop.launch import main
 
 if __name__ == "__main__":
-    run()
+    sys.exit(main())

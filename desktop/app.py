@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import getpass
-import hashlib
 import logging
 import multiprocessing
 import os
 import signal
-import stat
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 
@@ -24,6 +20,7 @@ from desktop import theme
 from desktop.finetune_wizard import FinetuneWizard, model_name
 from desktop.icons import app_icon
 from desktop.indexing import Indexer
+from desktop.instance import socket_address
 from desktop.mainwindow import MainWindow
 from desktop.opener import ResultActions
 from desktop.prefs import Prefs
@@ -49,7 +46,6 @@ CONNECT_TIMEOUT_MS = 500
 # it kills what is left. Work still running then is abandoned: SQLite rolls back the batch in
 # flight, the vector index file is replaced only whole, so nothing committed is lost.
 SHUTDOWN_BUDGET_S = 4.0
-_SOCKET_PATH_MAX = 100  # bytes: sun_path holds 104 (macOS) to 108 (Linux)
 
 
 class SingleInstance(QObject):
@@ -64,24 +60,8 @@ class SingleInstance(QObject):
 
     @staticmethod
     def key_for(paths: Paths) -> str:
-        """The socket for this user and Sift home (so SIFT_HOME test runs never meet); "" if none is safe.
-
-        On Windows a named pipe, private to the session. Elsewhere a path in a folder only this
-        user can write to: a bare name would be a file in /tmp that another user could make
-        first, keeping Sift from starting (or, once, from finding itself).
-        """
-        try:
-            user = getpass.getuser()
-        except Exception:  # no user name in some containers
-            user = str(os.getuid()) if hasattr(os, "getuid") else "user"
-        digest = hashlib.blake2b(f"{user}\0{paths.data}".encode(), digest_size=8).hexdigest()
-        if sys.platform == "win32":
-            return f"sift-{digest}"
-        for folder in _private_socket_folders(paths):
-            candidate = os.path.join(folder, f"sift-{digest}.sock")
-            if len(os.fsencode(candidate)) <= _SOCKET_PATH_MAX:
-                return candidate
-        return ""
+        """The socket for this user and Sift home ("" if none is safe); desktop.launch finds it the same way."""
+        return socket_address(paths.data)
 
     def notify_running(self, message: str = "show", *, timeout_ms: int = CONNECT_TIMEOUT_MS) -> bool:
         """True when another Sift took the message (this process should exit)."""
@@ -130,31 +110,6 @@ class SingleInstance(QObject):
         if self.server is not None:
             self.server.close()
             self.server = None
-
-
-def _private_socket_folders(paths: Paths) -> list[str]:
-    """Folders only this user may write to, best first: the session's runtime folder, Sift's data
-    folder, then one of our own in the temporary folder (made 0700, refused if someone else's)."""
-    candidates = [os.environ.get("XDG_RUNTIME_DIR", ""), os.fspath(paths.data)]
-    if hasattr(os, "getuid"):
-        own = os.path.join(tempfile.gettempdir(), f"sift-{os.getuid()}")
-        try:
-            os.mkdir(own, 0o700)
-        except FileExistsError:
-            pass
-        except OSError:
-            own = ""
-        candidates.append(own)
-    return [c for c in candidates if c and _private_folder(c)]
-
-
-def _private_folder(folder: str) -> bool:
-    try:
-        info = os.lstat(folder)
-    except OSError:
-        return False
-    mine = not hasattr(os, "getuid") or info.st_uid == os.getuid()
-    return stat.S_ISDIR(info.st_mode) and mine and not info.st_mode & 0o077
 
 
 def exit_within(seconds: float) -> threading.Timer:

@@ -286,3 +286,31 @@ def test_tab_reaches_every_control_in_screen_order_and_f1_lists_the_shortcuts(qt
     dialog = window.show_shortcuts()
     assert dialog.isVisible() and "F1" in dialog.findChildren(type(window.count_label))[0].text()
     dialog.close()
+
+
+def test_the_tiny_launcher_shows_the_running_apps_popup_without_importing_qt(qtbot, sift, home):
+    """Item 9: `sift-desktop --quick` messages the running app over its socket; no Qt, no engine in the launcher."""
+    import subprocess
+    import sys
+
+    from desktop.app import SingleInstance
+
+    instance = SingleInstance(SingleInstance.key_for(sift.engine.paths))
+    assert instance.listen()
+    instance.activated.connect(sift.activate)
+    code = ("import sys\nfrom desktop.launch import main\n"
+            f"code = main(['sift-desktop', '--quick', '--home', {str(home)!r}])\n"
+            "print(sorted(m for m in ('PySide6', 'engine', 'numpy', 'torch') if m in sys.modules))\n"
+            "sys.exit(code)\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    try:
+        launcher = subprocess.Popen([sys.executable, "-c", code], cwd=root, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        qtbot.waitUntil(sift.quick.isVisible, timeout=WAIT_MS)
+        out, err = launcher.communicate(timeout=WAIT_MS / 1000)
+        assert launcher.returncode == 0, err
+        assert out.strip() == "[]", out
+    finally:
+        instance.close()
+        sift.quick.dismiss()
