@@ -461,6 +461,11 @@ class OptionsPage(QWizardPage):
         self.setCommitPage(True)
         self.setButtonText(QWizard.WizardButton.CommitButton, "Start training")
         self.plan = _label("")
+        # Beside the Start button: a run with nothing to test it on can never be offered, and the
+        # person must read that before pressing it, not after minutes of training.
+        self.unmeasured = _label("")
+        self.unmeasured.setFont(theme.scaled_font(self.unmeasured.font(), 1.0, bold=True))
+        self.unmeasured.hide()
 
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 20)
@@ -530,6 +535,7 @@ class OptionsPage(QWizardPage):
         layout.addLayout(row)
         layout.addWidget(self.advanced)
         layout.addStretch(1)
+        layout.addWidget(self.unmeasured)
 
     def initializePage(self) -> None:
         self._update_plan()
@@ -566,8 +572,14 @@ class OptionsPage(QWizardPage):
                 if held else "there are no searches to test on, so the result cannot be measured.")
         epochs = self.epochs.value()
         self.plan.setText(f"Sift will train {what} on {source}, {epochs} pass{'es' if epochs != 1 else ''} over "
-                          f"the data, and {test} This takes a few minutes on most computers (longer without a "
-                          "GPU); you can go on searching meanwhile.")
+                          f"the data, and {test} This takes a few minutes with a graphics card and ten minutes "
+                          "or more without one; you can go on searching meanwhile, and Stop ends it at any time.")
+        self.unmeasured.setText("" if held else
+                                "Sift will not offer the model this trains: there are no searches with an opened "
+                                "result to test it on, so nothing can show that it is better. Open results of your "
+                                "own searches first, then train again.")
+        self.unmeasured.setVisible(not held)
+        self.setButtonText(QWizard.WizardButton.CommitButton, "Start training" if held else "Train anyway")
 
     def values(self) -> dict:
         """The chosen options as TrainOptions keywords."""
@@ -639,16 +651,18 @@ class TrainingPage(QWizardPage):
         self.setButtonText(QWizard.WizardButton.CancelButton, "Cancel")
         self.w.start_training()
 
-    def add_log(self, text: str) -> None:
-        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
+    def add_log(self, text: str, at: float | None = None) -> None:
+        """A line of the log, stamped with `at` (when it happened on the worker) or now."""
+        stamp = time.strftime("%H:%M:%S", time.localtime(time.time() if at is None else at))
+        self.log.appendPlainText(f"{stamp}  {text}")
 
-    def show_progress(self, p: FinetuneProgress) -> None:
+    def show_progress(self, p: FinetuneProgress, at: float | None = None) -> None:
         if not self.w.training or self.w.stopping:
             return  # a late report from a run that has ended or is being stopped
         stage = stage_text(p)
         if p.stage != self._last_stage:
             self._last_stage = p.stage
-            self.add_log(stage + "…")
+            self.add_log(stage + "…", at)
         self.stage.setText(stage)
         if p.total > 0:
             self.bar.setRange(0, p.total)
@@ -901,7 +915,7 @@ class AdoptPage(QWizardPage):
 class FinetuneWizard(QWizard):
     """Improve search: data → options → training → results → adopting. Engine work runs through Tasks."""
 
-    trainingProgressed = Signal(object)    # FinetuneProgress, relayed from the worker (queued)
+    trainingProgressed = Signal(object, float)  # FinetuneProgress and when the worker reported it (queued)
     adoptProgressed = Signal(int, int)     # passages embedded, of how many (queued)
     trainingFinished = Signal(object)      # FinetuneResult, None when stopped or failed (tests wait on it)
     modelChanged = Signal(str)             # the new model is in use: what was adopted, in words
@@ -999,7 +1013,8 @@ class FinetuneWizard(QWizard):
 
         def progressed(p: FinetuneProgress) -> None:  # worker thread
             try:
-                self.trainingProgressed.emit(p)
+                # stamped here, as the step starts: the GUI may show it a while later
+                self.trainingProgressed.emit(p, time.time())
             except RuntimeError:  # the wizard is gone (the app is closing); the cancel event stops the run
                 pass
 

@@ -55,6 +55,7 @@ from engine.models import (
 )
 from engine.rerank import CrossEncoderReranker, Reranker
 from engine.search import RERANK_MAX_TOKENS, Searcher, parse_query
+from engine.tqdm_hook import tqdm_progress
 from engine.types import Hit
 from engine.vectors import VectorIndex
 
@@ -1004,9 +1005,12 @@ def _run(engine: Engine, options: TrainOptions, *, on_progress, cancel: threadin
         count = max(options.hard_negatives, RERANKER_NEGATIVES if options.train_reranker else 0)
         reranker_folder = Path(config.reranker) if engine.reranker_available else None
         stored = _stored_vectors(engine, [*pool.values(), *train])
-        mined = trainer.mine_negatives(model=base_folder, pairs=[(p.query, p.text) for p in train],
-                                       corpus=list(pool), cross_encoder=reranker_folder,
-                                       count=MINING_CANDIDATES, settings=settings, vectors=stored) if count else {}
+        # sentence-transformers draws its own bars (batches embedded, candidates rescored): they
+        # drive the wizard's bar, and Stop ends the mining between two of their steps.
+        with tqdm_progress(lambda words, d, t: report("mining", d, t, f"{words}: {d:,} of {t:,}"), cancel):
+            mined = trainer.mine_negatives(model=base_folder, pairs=[(p.query, p.text) for p in train],
+                                           corpus=list(pool), cross_encoder=reranker_folder,
+                                           count=MINING_CANDIDATES, settings=settings, vectors=stored) if count else {}
         _check(cancel)
         shown_ids = sorted({cid for p in train for cid in p.negatives})
         shown = engine.catalog.chunks_by_id(shown_ids)

@@ -558,3 +558,50 @@ def test_settings_forget_what_was_learned_in_one_click(qtbot, make_engine, docs)
     finally:
         dialog.close()
         tasks.shutdown()
+
+
+# -- issue 19: what a new user tripped over -------------------------------------------------------------
+
+
+def test_a_run_that_cannot_be_offered_says_so_beside_the_start_button(qtbot, monkeypatch, engine, make_wizard):
+    """Item 3: with no searches to test on, the options page says the model will not be offered, at the button."""
+    FakeFinetune(summary(enough=False, pairs=0, queries=0, clicks=0), cold=cold_summary()).install(monkeypatch, engine)
+    wizard = make_wizard()
+    wizard.data_page.cold_start.setChecked(True)
+    qtbot.waitUntil(lambda: wizard.button(B.NextButton).isEnabled(), timeout=WAIT_MS)
+    click(qtbot, wizard, B.NextButton)
+    page = wizard.options_page
+    assert page.unmeasured.isVisible() and "will not offer" in page.unmeasured.text()
+    assert wizard.button(B.CommitButton).text() == "Train anyway"
+    assert "a few minutes on most computers" not in page.plan.text()
+
+
+def test_a_measurable_run_offers_plain_start_training(qtbot, monkeypatch, engine, make_wizard):
+    FakeFinetune(summary(enough=True)).install(monkeypatch, engine)
+    wizard = make_wizard()
+    click(qtbot, wizard, B.NextButton)
+    assert not wizard.options_page.unmeasured.isVisible()
+    assert wizard.button(B.CommitButton).text() == "Start training"
+
+
+def test_steps_are_stamped_when_they_start_on_the_worker(qtbot, monkeypatch, engine, make_wizard, tmp_path):
+    """Item 4: the log's time is when the engine reported the step, not when the GUI got round to it."""
+    import time as real_time
+
+    from desktop import finetune_wizard
+
+    clock = {"now": real_time.mktime((2026, 12, 3, 9, 15, 0, 0, 0, -1))}
+    monkeypatch.setattr(finetune_wizard.time, "time", lambda: clock["now"])
+
+    class Stamped(FakeFinetune):
+        def finetune(self, options, *, on_progress=None, cancel=None):
+            clock["now"] += 7 * 60  # the baseline starts seven minutes in
+            return super().finetune(options, on_progress=on_progress, cancel=cancel)
+
+    fake = Stamped(summary(enough=True), result(tmp_path)).install(monkeypatch, engine)
+    wizard = make_wizard()
+    train(qtbot, wizard, fake)
+    log = wizard.training_page.log.toPlainText()
+    assert f"09:22:00  {STAGES['baseline']}…" in log, log
+    with qtbot.waitSignal(wizard.trainingFinished, timeout=WAIT_MS):
+        fake.proceed.set()

@@ -534,3 +534,41 @@ def test_cli_trains_shows_before_after_and_adopts(cli_engine, engine, small_mini
     assert "[training] Training the search model: step" in err
     assert engine.config.model.startswith(str(embedders_dir(engine.paths)))
     assert engine.config.reranker.startswith(str(rerankers_dir(engine.paths)))
+
+
+class BarMiningTrainer(FakeTrainer):
+    """Mines as sentence-transformers does: batch by batch under a tqdm bar (to stderr, were it not caught)."""
+
+    def __init__(self, *, stop_after: int, cancel: threading.Event) -> None:
+        super().__init__(cancel=cancel)
+        self.stop_after, self.batches, self.trained = stop_after, 0, False
+
+    def mine_negatives(self, **kw):
+        from tqdm import trange
+
+        for _ in trange(0, 100, 1, desc="Batches"):
+            self.batches += 1
+            if self.batches == self.stop_after:
+                self.cancel.set()  # the user presses Stop while the corpus is embedded
+        return super().mine_negatives(**kw)
+
+    def train_embedder(self, **kw):
+        self.trained = True
+        return super().train_embedder(**kw)
+
+
+def test_mining_reports_the_librarys_batches_and_stop_ends_it_between_two(engine, small_minimums, capsys):
+    """Issue 19 item 4: the bar follows sentence-transformers' own progress; Stop interrupts it, starts nothing."""
+    click_topics(engine)
+    cancel = threading.Event()
+    trainer = BarMiningTrainer(stop_after=3, cancel=cancel)
+    seen: list[FinetuneProgress] = []
+    with pytest.raises(Cancelled):
+        engine.finetune(TrainOptions(), cancel=cancel, trainer=trainer, on_progress=seen.append)
+    assert trainer.batches == 3 and not trainer.trained
+    mining = [p for p in seen if p.stage == "mining" and p.total == 100]
+    assert [p.done for p in mining] == [0, 1, 2, 3]
+    assert mining[-1].message == "Embedding passages: 3 of 100"
+    assert seen[-1].stage == "mining"  # nothing after Stop
+    assert "Batches" not in capsys.readouterr().err
+    assert folders(engine) == []
