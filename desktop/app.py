@@ -368,8 +368,11 @@ class SiftApp(QObject):
             self.window.hide()
             if not self.prefs.told_about_tray:
                 self.prefs.told_about_tray = True
-                self.tray.notify("Sift is still running", "Indexing goes on in the background. Click the tray "
-                                 "icon to search, or choose Quit from its menu.")
+                busy = self.indexer.busy or self.indexer.state.running
+                what = ("Indexing goes on in the background. " if busy else
+                        "It keeps your folders up to date in the background. ")
+                self.tray.notify("Sift is still running", what + "Click the tray icon to search, or choose Quit "
+                                 "from its menu.")
             return
         event.accept()
         self.quit()

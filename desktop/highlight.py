@@ -6,14 +6,15 @@ import html
 import re
 from collections.abc import Iterable, Sequence
 
+from engine import STOPWORDS
+
 Span = tuple[int, int]
 
 _FILTER = re.compile(r'(?<!\S)-?(type|in|after|before):("[^"]*"|\S+)', re.IGNORECASE)
 _EXCLUDED = re.compile(r'(?<!\S)-("[^"]*"|\S+)')
 _WORD = re.compile(r"\w+", re.UNICODE)
-_STOPWORDS = frozenset("""a an and are as at be but by can do does for from has have how i if in into is it its
-of on or so than that the their there these this to was what when where which who why will with would you your
-""".split())
+# The engine's own list (NLTK's English stop words): a word the search ignores is never marked.
+_STOPWORDS = STOPWORDS
 
 
 def query_words(query: str) -> list[str]:

@@ -237,6 +237,11 @@ class MainWindow(QMainWindow):
         self.refresh_folders()
         self.count_label = QLabel()
         theme.dim(self.count_label)
+        self.more_button = QPushButton("Show more")
+        self.more_button.setToolTip("Show the next results of this search")
+        self.more_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self.more_button.clicked.connect(lambda: self.search.show_more())
+        self.more_button.hide()
 
         top = QHBoxLayout()
         top.setSpacing(theme.GAP)
@@ -250,6 +255,7 @@ class MainWindow(QMainWindow):
         filters.addWidget(self.date_filter)
         filters.addStretch(1)
         filters.addWidget(self.count_label)
+        filters.addWidget(self.more_button)
         self.header = QWidget()
         box = QVBoxLayout(self.header)
         box.setContentsMargins(theme.MARGIN, theme.MARGIN, theme.MARGIN, 10)
@@ -407,7 +413,7 @@ class MainWindow(QMainWindow):
         # Tab follows the screen: search box, the two buttons beside it, the filters, the results,
         # the preview's buttons, and round again.
         order = [self.query, self.finetune_button, self.settings_button, self.type_filter, self.folder_filter,
-                 self.date_filter, self.results, self.preview.open_button, self.preview.reveal_button,
+                 self.date_filter, self.more_button, self.results, self.preview.open_button, self.preview.reveal_button,
                  self.preview.copy_button]
         for first, second in zip(order, order[1:]):
             QWidget.setTabOrder(first, second)
@@ -659,7 +665,11 @@ class MainWindow(QMainWindow):
         self._stale = False
         self.model.set_results(query, hits, self.search.mode)
         n = len(hits)
+        total = self.search.total
         count = count_text(hits, self.search.text or query)
+        if total > n:
+            count += f" · {n:,} of {total:,} documents"
+        self.more_button.setVisible(bool(n) and total > n and not self.search.partial)
         if self.search.partial:
             count = ("Word matches while indexing keeps the model busy; results by meaning follow · "
                      + count).rstrip(" ·")
@@ -732,6 +742,7 @@ class MainWindow(QMainWindow):
 
     def _show_error(self, query: str, message: str) -> None:
         self._loading_timer.stop()
+        self.more_button.hide()
         self.error_text.setText(message)
         self.count_label.clear()
         self.stack.setCurrentWidget(self.error_page)
@@ -739,6 +750,7 @@ class MainWindow(QMainWindow):
 
     def _show_idle(self) -> None:
         self._loading_timer.stop()
+        self.more_button.hide()
         self.model.clear()
         self.preview.clear()
         self.count_label.clear()

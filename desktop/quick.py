@@ -110,8 +110,11 @@ class QuickSearch(QFrame):
         self.resultsShown.emit(query, len(hits))
 
     def _fit(self) -> None:
+        # Every row whole (a fixed cap clipped the sixth); only a short screen makes the list scroll.
         rows = sum(self.list.sizeHintForRow(i) for i in range(self.model.rowCount()))
-        self.list.setFixedHeight(min(rows + 2 * self.list.frameWidth(), 460))
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        room = int(screen.availableGeometry().height() * 0.7) if screen is not None else rows
+        self.list.setFixedHeight(min(rows + 2 * self.list.frameWidth(), room))
         self.adjustSize()
 
     def _cleared(self) -> None:

@@ -20,6 +20,12 @@ LIMIT = 30
 KEYWORDS_AFTER_MS = 350
 
 
+def words_of(text: str) -> str:
+    """The typed text, or "" when it holds no word: `""` (an empty phrase) is an empty query."""
+    stripped = text.strip()
+    return stripped if stripped.strip("\"“”„'‘’ \t") else ""
+
+
 class SearchController(QObject):
     """Turns the text of a search box (plus filter words) into results on the GUI thread.
 
@@ -45,6 +51,8 @@ class SearchController(QObject):
         self.filters = ""
         self.mode = ""            # the pipeline that ran the last search: hybrid, rerank, filter…
         self.note = ""            # the engine's remark on the last search, e.g. a reranker missing
+        self.total = 0            # documents the last search found, of which `limit` at most are shown
+        self.base_limit = limit
         self.running_query = ""   # the query in flight, "" when none
         self.shown_query = ""     # the query whose results are shown
         self._timer = QTimer(self)
@@ -58,15 +66,22 @@ class SearchController(QObject):
 
     @property
     def query(self) -> str:
-        return " ".join(part for part in (self.text.strip(), self.filters.strip()) if part)
+        return " ".join(part for part in (words_of(self.text), self.filters.strip()) if part)
 
     @property
     def busy(self) -> bool:
         """A search is waiting for typing to pause, or running."""
         return self._timer.isActive() or bool(self.running_query)
 
+    def show_more(self, more: int = LIMIT) -> None:
+        """The same search with `more` further results (a new query starts at the usual number again)."""
+        self.limit += more
+        self.search_now()
+
     def set_text(self, text: str) -> None:
         """Called on every keystroke: searches once typing pauses."""
+        if words_of(text) != words_of(self.text):
+            self.limit = self.base_limit
         self.text = text
         if not self.query:
             self._timer.stop()
@@ -115,6 +130,7 @@ class SearchController(QObject):
         self.shown_query = query
         self.note = getattr(result, "note", "")
         self.mode = getattr(result, "mode", "")
+        self.total = getattr(result, "total", 0)
         self.results.emit(query, list(result.hits))
         engine, limit = self.engine, self.limit
         self.tasks.run(lambda: engine.search_detailed(query, limit=limit, mode="auto"), key=self.key,
@@ -141,6 +157,7 @@ class SearchController(QObject):
             if self.running_query == query and not self.refining:  # nothing better is shown yet
                 self.partial, self.mode = True, "bm25"
                 self.note = getattr(result, "note", "")
+                self.total = getattr(result, "total", 0)
                 self.results.emit(query, list(result.hits))
 
         self.tasks.run(lambda: engine.search_detailed(query, limit=limit, mode="bm25"), key=self.key + ":keywords",
@@ -152,6 +169,7 @@ class SearchController(QObject):
         self.shown_query = query
         self.note = getattr(result, "note", "")
         self.mode = getattr(result, "mode", "")
+        self.total = getattr(result, "total", 0)
         self.results.emit(query, list(getattr(result, "hits", result)))
 
     def _failed(self, query: str, exc: BaseException) -> None:

@@ -155,8 +155,7 @@ class SettingsDialog(QDialog):
         folders = QHBoxLayout()
         folders.addWidget(self.folder_list, 1)
         folders.addLayout(buttons)
-        self.samples_note = _hint("Until you add a folder, Sift searches its sample documents. "
-                                  "Removing a folder forgets what was indexed from it.")
+        self.samples_note = _hint("")
 
         self.exclude = QPlainTextEdit("\n".join(c.exclude))
         self.exclude.setPlaceholderText("One pattern per line, e.g. *.log or build")
@@ -406,6 +405,9 @@ class SettingsDialog(QDialog):
 
     def _update_notes(self) -> None:
         self.remove_button.setEnabled(bool(self.folder_list.selectedItems()))
+        # The samples are searched only until a folder is chosen: once one is, say what removing does.
+        self.samples_note.setText("Removing a folder forgets what was indexed from it." if self.folders() else
+                                  "Until you add a folder, Sift searches its sample documents.")
         self.model_row.setEnabled(self.model_choice.currentData() != BUNDLED_MODEL)
         dtype = self.precision.currentData()
         if self.chunks:

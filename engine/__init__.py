@@ -24,6 +24,7 @@ from engine.learn import LearnedSummary, LearnWeights, TuneReport
 from engine.models import ModelCard, ModelInfo, load_card, save_card
 from engine.paths import Paths, resolve_paths
 from engine.repair import SetAside, set_aside_catalog
+from engine.search import STOPWORDS
 from engine.types import (
     FileStatus,
     Hit,
@@ -67,6 +68,7 @@ __all__ = [
     "Paths",
     "Problem",
     "Progress",
+    "STOPWORDS",
     "SetAside",
     "SiftError",
     "StatusReport",

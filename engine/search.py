@@ -96,6 +96,7 @@ ourselves out over own re s same shan she should shouldn so some such t than tha
 themselves then there these they this those through to too under until up ve very was wasn we were weren what
 when where which while who whom why will with won would wouldn y you your yours yourself yourselves
 """.split())
+STOPWORDS = _STOPWORDS  # public: the GUI leaves the same words unmarked when it highlights
 _FILTER = re.compile(r'(?<!\S)(type|in|after|before):("[^"]*"|\S+)', re.IGNORECASE)
 _PHRASE = re.compile(r'(?<!\S)(-?)"([^"]+)"')
 _EXCLUDE = re.compile(r"(?<!\S)-(\w[\w'-]*)")
@@ -388,6 +389,7 @@ class SearchResult:
     note: str = ""                    # e.g. why the reranker did not run
     rerank_depth: int = 0             # candidates the cross-encoder scored (0: no rerank)
     rerank_tokens: int = 0            # the truncation it used, in tokens per (query, passage) pair
+    total: int = 0                    # documents stage 1 found, of which `hits` are the first (0: not counted)
 
     @property
     def good_matches(self) -> int:
@@ -530,8 +532,10 @@ class Searcher:
             score = lambda c: float(1 / (1 + np.exp(-c.rerank))) if c.rerank is not None else 0.0
         t = time.perf_counter()
         hits = self._group(ranked, rows, query, limit, score, label)
+        total = len({rows[c.chunk_id].content_hash or ("file", rows[c.chunk_id].file_id) for c in ranked})
         timings["group"] = (time.perf_counter() - t) * 1000
-        return SearchResult(hits, ran, timings, note, rerank_depth=depth if ranked else 0, rerank_tokens=tokens)
+        return SearchResult(hits, ran, timings, note, rerank_depth=depth if ranked else 0, rerank_tokens=tokens,
+                            total=max(total, len(hits)))
 
     def _constrained(self, query: Query, cands: dict[int, _Candidate]) -> dict[int, _Candidate]:
         """The dense side knows nothing of "phrases" and -words: keep only the chunks that hold

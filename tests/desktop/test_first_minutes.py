@@ -314,3 +314,78 @@ def test_the_tiny_launcher_shows_the_running_apps_popup_without_importing_qt(qtb
     finally:
         instance.close()
         sift.quick.dismiss()
+
+
+def test_an_empty_phrase_is_an_empty_query(qtbot, sift):
+    """Item 12: typing "" (an empty phrase) shows the start page, as an empty box does."""
+    window = sift.window
+    search(qtbot, window, "coffee")
+    with qtbot.waitSignal(window.resultsShown, timeout=WAIT_MS, check_params_cb=lambda q, n: q == "" and n == 0):
+        window.query.setText('""')
+    assert window.stack.currentWidget() is window.welcome_page
+    assert not window.search.busy
+
+
+def test_more_results_than_shown_say_the_total_and_show_more(qtbot, home, docs, make_sift):
+    """Item 12: the result cap says how many there are, and Show more shows the next ones."""
+    for i in range(40):
+        write(docs / f"boiler-{i:02d}.txt", f"Boiler note {i}: bleed the radiators and check the boiler pressure.")
+    engine = Engine.open(home, embedder=_fake())
+    engine.update_config(parse_workers=0)
+    engine.add_folder(docs)
+    try:
+        sift = make_sift(engine, use_service=False)
+        window = sift.window
+        hits = search(qtbot, window, "boiler radiators")
+        assert len(hits) == 30 and window.search.total == 40
+        assert window.count_label.text() == "30 of 40 documents" and window.more_button.isVisibleTo(window)
+        with qtbot.waitSignal(window.resultsShown, timeout=WAIT_MS):
+            window.more_button.click()
+        assert window.model.rowCount() == 40 and window.count_label.text() == "40 documents"
+        assert not window.more_button.isVisibleTo(window)
+        search(qtbot, window, "boiler pressure")   # a new query starts at 30 again
+        assert window.model.rowCount() == 30
+        sift.shutdown()
+    finally:
+        engine.close()
+
+
+def test_small_things_a_user_expects(qtbot, sift, engine, monkeypatch):
+    """Item 12: no stale samples hint once folders exist; the tray says indexing goes on only when it does;
+    stop words are not marked; the popup shows its sixth row whole."""
+    from desktop.highlight import term_spans
+    from desktop.quick import MAX_ROWS
+
+    text = "What is the notice period to end the lease?"
+    assert [text[s:e] for s, e in term_spans(text, "what is the notice period, not the end")] == \
+        ["notice", "period", "end"]
+
+    dialog = sift.show_settings()
+    assert dialog.samples_note.text().startswith("Until you add a folder")
+    dialog.add_folder(str(engine.paths.data.parent))
+    assert not dialog.samples_note.text().startswith("Until you add a folder")
+    dialog.close()
+
+    notes = []
+
+    class Tray:
+        def notify(self, title, text):
+            notes.append(text)
+
+        def hide(self):
+            pass
+
+    monkeypatch.setattr(sift, "tray", Tray())
+    sift.prefs.keep_in_tray = True
+    sift.window.show()
+    sift.window.close()
+    assert notes and "Indexing goes on" not in notes[0]   # nothing is indexing
+
+    quick = sift.quick
+    quick.popup()
+    with qtbot.waitSignal(quick.resultsShown, timeout=WAIT_MS):
+        qtbot.keyClicks(quick.field, "the")
+    assert quick.model.rowCount() == MAX_ROWS
+    total = sum(quick.list.sizeHintForRow(i) for i in range(quick.model.rowCount()))
+    assert quick.list.height() >= total, "the last row is cut off"
+    quick.dismiss()
