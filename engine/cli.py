@@ -106,6 +106,17 @@ def _emphasize(text: str, spans: Sequence[tuple[int, int]]) -> str:
     return "".join(out) + shown(text[pos:], flowing=True)
 
 
+def sort_score(hit: Hit) -> float:
+    """The number the list is sorted by: the reranker's probability where it ran, else the fused
+    rank score of the two stage-1 lists (hit.score is then the cosine similarity, which the order
+    does not follow: rank 2 could show 0.053 and rank 3 0.104)."""
+    w = hit.why
+    if w is None or w.rerank_score is not None or (w.dense_rank is None and w.keyword_rank is None
+                                                   and not w.fused_score):
+        return hit.score
+    return w.fused_score
+
+
 DIVIDER = "Loosely related"
 
 
@@ -126,7 +137,7 @@ def _print_hits(hits: Sequence[Hit], *, why: bool = False, query: str | None = N
         if query is not None and i > 1 and hit.match != "good" and hits[i - 2].match == "good":
             print(f"── {DIVIDER} ──")
         where = f" (page {hit.page})" if hit.page is not None else ""
-        print(f"{i:>2}. {shown(hit.path)}{where}  [{hit.score:.3f}]")
+        print(f"{i:>2}. {shown(hit.path)}{where}  [{sort_score(hit):.4f}]")
         print(f"    {_emphasize(hit.snippet, hit.highlights)}")
         for path in hit.duplicates:
             print(f"    same content: {shown(path)}")
@@ -174,6 +185,18 @@ def cmd_index(engine: Engine, args) -> int:
     return EXIT_OK
 
 
+def _load_model_first(engine: Engine, mode: str) -> float | None:
+    """Load the model before the search (for --why): ms it took, None if it was loaded already."""
+    if mode == "bm25":
+        return None
+    embedder = engine.embedder
+    if getattr(embedder, "_model", "loaded") is not None or not hasattr(embedder, "warm_up"):
+        return None
+    t = time.perf_counter()
+    embedder.warm_up()
+    return (time.perf_counter() - t) * 1000
+
+
 def search_json(query: str, result) -> str:
     """One search as one line of JSON: the query, its hits (each with "match"), the good count."""
     return json.dumps({"query": query, "hits": [dataclasses.asdict(h) for h in result.hits],
@@ -202,6 +225,7 @@ def _queries(args) -> list[str]:
 
 def cmd_search(engine: Engine, args) -> int:
     queries = _queries(args)
+    load_ms = _load_model_first(engine, args.mode) if args.why else None
     for n, query in enumerate(queries):
         result = engine.search_detailed(query, limit=args.limit, mode=args.mode)
         if args.json:
@@ -217,6 +241,9 @@ def cmd_search(engine: Engine, args) -> int:
         if args.why:
             timings = ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in result.timings_ms.items())
             print(f"mode {result.mode}; {timings}", file=sys.stderr)
+            if load_ms is not None and n == 0:
+                print(f"before it: loading the model {load_ms:.0f} ms (once per start, not part of the search)",
+                      file=sys.stderr)
     return EXIT_OK
 
 

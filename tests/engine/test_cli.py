@@ -180,3 +180,20 @@ def test_batch_queries_answer_one_json_line_each(run, three, tmp_path, monkeypat
     assert code == 1 and "Cannot read the queries" in err
     code, _, err = run("search", "x", "--queries", str(queries))
     assert code == 1 and "not both" in err
+
+
+def test_search_brackets_the_score_the_list_is_sorted_by(capsys):
+    """Issue 19 item 13: the bracketed number is the fused score the list is sorted by, not the cosine
+    similarity shown beside it (rank 2 showed 0.053 and rank 3 0.104)."""
+    import re
+
+    from engine.cli import _print_hits
+    from engine.types import Hit, Why
+
+    def hit(name, similarity, fused):
+        return Hit(path=f"/d/{name}", score=similarity, page=None, snippet="", chunk_id=1, start=0, end=0,
+                   kind="text", mtime=0, why=Why(dense_rank=1, keyword_rank=1, fused_score=fused))
+
+    _print_hits([hit("a", 0.30, 0.0328), hit("b", 0.053, 0.0320), hit("c", 0.104, 0.0310)])
+    scores = [float(x) for x in re.findall(r"\[(\d+\.\d+)\]", capsys.readouterr().out)]
+    assert scores == [0.0328, 0.032, 0.031]
