@@ -4,13 +4,7 @@
 real pipeline in a Sift home of its own (never the user's), runs every judged query through
 `Engine.search` in each mode and scores the document rankings against the relevance judgments.
 
-The metrics follow trec_eval / pytrec_eval (what BEIR reports): nDCG uses the judged grades as
-linear gains with a log2(rank + 1) discount and the ideal ranking of all judged documents;
-Recall@k is the share of a query's relevant documents in its top k; MRR@k is the reciprocal rank
-of the first relevant document in the top k, 0 when there is none. Every score is the mean over
-judged queries (those with at least one document scored > 0). No maintained metric library is a
-dependency of Sift, so tests/engine/test_evaluate.py checks these against hand-computed values,
-sentence-transformers' InformationRetrievalEvaluator and scikit-learn's ndcg_score.
+The metrics themselves are in engine/metrics.py.
 """
 
 from __future__ import annotations
@@ -19,7 +13,6 @@ import csv
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import tempfile
 import time
@@ -35,6 +28,7 @@ from engine.config import Config
 from engine.embed import Embedder
 from engine.engine import Engine
 from engine.errors import SiftError
+from engine.metrics import NDCG_AT, distinct, score_run
 from engine.types import Hit, IndexReport, Progress
 
 # "rerank" runs only when a reranker is installed; "default" is what a plain search runs (mode
@@ -42,9 +36,6 @@ from engine.types import Hit, IndexReport, Progress
 MODES = ("bm25", "dense", "hybrid", "rerank", "default")
 _SEARCH_MODE = {"default": "auto"}
 DEPTH = 100                 # documents asked of each search: the deepest cut-off scored
-NDCG_AT = 10
-RECALL_AT = (5, 10, 100)
-MRR_AT = 10
 # Searched once per mode before timing (and not scored), so that loading the model or the
 # reranker is not counted as a query's latency; not a collection's query, so nothing is cached.
 WARMUP_QUERY = "warm-up query for sift eval"
@@ -153,53 +144,7 @@ def load_beir(folder: str | os.PathLike, *, limit_queries: int | None = None) ->
     return Collection(name=name, corpus=corpus, queries=queries, qrels={q: relevant[q] for q in queries})
 
 
-# -- metrics --------------------------------------------------------------------------------------
-
-
-def dcg(gains: Sequence[float]) -> float:
-    """Discounted cumulative gain: gain at rank r (from 1) counts gain / log2(r + 1)."""
-    return sum(g / math.log2(r + 2) for r, g in enumerate(gains))
-
-
-def ndcg_at_k(ranking: Sequence[str], grades: Mapping[str, float], k: int) -> float:
-    """nDCG@k of one ranking of distinct ids, judged grades as gains; 0 when nothing is relevant."""
-    ideal = dcg(sorted((g for g in grades.values() if g > 0), reverse=True)[:k])
-    if ideal <= 0:
-        return 0.0
-    return dcg([max(grades.get(d, 0), 0) for d in ranking[:k]]) / ideal
-
-
-def recall_at_k(ranking: Sequence[str], grades: Mapping[str, float], k: int) -> float:
-    relevant = {d for d, g in grades.items() if g > 0}
-    return len(relevant.intersection(ranking[:k])) / len(relevant) if relevant else 0.0
-
-
-def mrr_at_k(ranking: Sequence[str], grades: Mapping[str, float], k: int) -> float:
-    for rank, d in enumerate(ranking[:k], 1):
-        if grades.get(d, 0) > 0:
-            return 1.0 / rank
-    return 0.0
-
-
-def _distinct(ranking: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(ranking))
-
-
-def per_query_metrics(ranking: Sequence[str], grades: Mapping[str, float]) -> dict[str, float]:
-    ranking = _distinct(ranking)
-    metrics = {f"ndcg@{NDCG_AT}": ndcg_at_k(ranking, grades, NDCG_AT)}
-    metrics.update({f"recall@{k}": recall_at_k(ranking, grades, k) for k in RECALL_AT})
-    metrics[f"mrr@{MRR_AT}"] = mrr_at_k(ranking, grades, MRR_AT)
-    return metrics
-
-
-def score_run(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Mean of each metric over the judged queries of `qrels`; a query missing from `run` scores 0."""
-    judged = [q for q, grades in qrels.items() if any(g > 0 for g in grades.values())]
-    if not judged:
-        raise ValueError("no judged query: every query's judgments are ≤ 0")
-    rows = [per_query_metrics(run.get(q, ()), qrels[q]) for q in judged]
-    return {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
+# -- latency --------------------------------------------------------------------------------------
 
 
 def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
@@ -267,7 +212,7 @@ def hits_to_ids(hits: Sequence[Hit], by_name: Mapping[str, str]) -> list[str]:
             doc_id = by_name.get(os.path.basename(path))
             if doc_id is not None:
                 ids.append(doc_id)
-    return _distinct(ids)
+    return distinct(ids)
 
 
 # -- running --------------------------------------------------------------------------------------

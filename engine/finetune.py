@@ -45,7 +45,7 @@ from engine.embed import (
     text_hash,
 )
 from engine.errors import Cancelled, SiftError
-from engine.evaluate import score_run
+from engine.metrics import score_run
 from engine.models import (
     ModelCard,
     embedders_dir,

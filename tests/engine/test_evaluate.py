@@ -19,12 +19,15 @@ from engine.evaluate import (
     file_names,
     hits_to_ids,
     load_beir,
+    write_corpus,
+)
+from engine.metrics import (
     mrr_at_k,
     ndcg_at_k,
     per_query_metrics,
     recall_at_k,
     score_run,
-    write_corpus,
+    success_at_k,
 )
 from engine.types import Hit
 from tests.helpers import write
@@ -66,6 +69,14 @@ def test_binary_ndcg_recall_mrr_by_hand():
     idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4) + 1 / math.log2(5)  # 1 + 0.630930 + 0.5 + 0.430677
     assert ndcg_at_k(ranking, qrels, 10) == pytest.approx(1.276202 / 2.561606, abs=1e-6)
     assert ndcg_at_k(ranking, qrels, 10) == pytest.approx(dcg / idcg)
+
+
+def test_success_at_k_by_hand():
+    qrels = {"r1": 1, "no": 0}
+    assert success_at_k(["x", "r1"], qrels, 2) == 1.0
+    assert success_at_k(["x", "r1"], qrels, 1) == 0.0
+    assert success_at_k(["no", "x"], qrels, 10) == 0.0   # a grade-0 judgment is not relevant
+    assert success_at_k([], qrels, 10) == 0.0
 
 
 def test_a_repeated_id_counts_once():
