@@ -63,7 +63,7 @@ def main() -> int:
             engine = ql.open_engine(home, embedder, dtype)
             try:
                 ql.ensure_index(engine, vecs)
-                row[f"index_{dtype}"] = round(engine._index_path().stat().st_size / n, 1)
+                row[f"index_{dtype}"] = round(engine.store.path(engine.embedder.model_id).stat().st_size / n, 1)
             finally:
                 engine.close()
         catalog = home / "data" / "catalog.sqlite3"

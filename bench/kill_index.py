@@ -101,7 +101,7 @@ def instrument(plan: str | None) -> None:
 
     from usearch.index import Index
 
-    import engine.engine as engine_module
+    import engine.store as store_module
     import engine.vectors as vectors_module
     from engine.catalog import Catalog
 
@@ -134,13 +134,14 @@ def instrument(plan: str | None) -> None:
             reached("after-rename")
 
     vectors_module.os.replace = replace
-    real_save_vectors = engine_module.Engine._save_vectors
+    real_save_vectors = store_module.VectorStore.save
 
     def save_vectors(self, index, *args, **kwargs):
-        real_save_vectors(self, index, *args, **kwargs)
+        path = real_save_vectors(self, index, *args, **kwargs)
         reached("checksum-committed")
+        return path
 
-    engine_module.Engine._save_vectors = save_vectors
+    store_module.VectorStore.save = save_vectors
     real_transaction = Catalog.transaction
 
     @contextmanager

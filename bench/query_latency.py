@@ -204,8 +204,7 @@ def open_engine(home: Path, embedder, dtype: str, reranker: str = "", budget_ms:
 
 def ensure_index(engine: Engine, vecs: np.ndarray) -> tuple[float, bool]:
     """Load the cached index (verified), or build it with usearch's multi-threaded add and save it."""
-    path = engine._index_path()
-    if path.exists() and engine.catalog.get_meta(engine._checksum_key(path)):
+    if engine.store.is_saved(engine.embedder.model_id):
         t = time.perf_counter()
         index = engine.vectors()
         return (time.perf_counter() - t), index.is_view
@@ -214,11 +213,10 @@ def ensure_index(engine: Engine, vecs: np.ndarray) -> tuple[float, bool]:
     index = VectorIndex(ndim=vecs.shape[1], dtype=engine.config.vector_dtype)
     # Catalog vectors are f16; add the same rounding the index would get from a rebuild.
     index.add(ids, vecs[: len(ids)].astype(np.float16).astype(np.float32))
-    engine._save_vectors(index)
+    engine.store.save(index, engine.embedder.model_id)
     built = time.perf_counter() - t
     print(f"  built {engine.config.vector_dtype} index of {len(ids):,} in {built:.0f} s", flush=True)
-    with engine._vectors_lock:
-        engine._vectors = None
+    engine.drop_vectors()
     t = time.perf_counter()
     index = engine.vectors()
     return (time.perf_counter() - t), index.is_view
@@ -241,7 +239,7 @@ def exact_top10(vecs: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 def measure_size(engine: Engine, queries: list[str], qvecs: np.ndarray, exact: np.ndarray, full: bool,
                  rerank_queries: int) -> dict:
-    searcher = engine._searcher
+    searcher = engine.searcher
     index = engine.vectors()
     oversample = 1 if index.dtype in ("f16", "f32") else max(1, OVERSAMPLE_BY_DTYPE.get(index.dtype,
                                                                                        RESCORE_OVERSAMPLE))

@@ -444,6 +444,10 @@ class Catalog:
             removed += cur.rowcount
         return removed
 
+    def delete_vectors(self, conn: sqlite3.Connection, model_id: str) -> int:
+        """Forget every vector of one model (a refused fine-tune candidate)."""
+        return conn.execute("DELETE FROM embeddings WHERE model_id = ?", (model_id,)).rowcount
+
     def model_ids(self) -> list[str]:
         """Every model that has vectors in the cache."""
         return [r[0] for r in self.conn.execute("SELECT DISTINCT model_id FROM embeddings ORDER BY model_id")]

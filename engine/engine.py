@@ -7,7 +7,6 @@ import functools
 import inspect
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -16,16 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-import numpy as np
-
 from engine import learn
 from engine.catalog import Catalog, catalog_error
-from engine.config import VECTOR_DTYPES, Config, load_config, save_config
+from engine.config import Config, load_config, save_config
 from engine.embed import Embedder, SentenceTransformerEmbedder, resolve_model
 from engine.errors import (
     Cancelled,
     CatalogDamagedError,
-    DiskFullError,
     FolderError,
     ModelError,
     SiftError,
@@ -57,8 +53,9 @@ from engine.search import (
     SearchResult,
     parse_query,
 )
+from engine.store import VectorStore
 from engine.types import FileStatus, Hit, IndexReport, Problem, Progress, StatusReport
-from engine.vectors import IndexFileError, VectorIndex
+from engine.vectors import VectorIndex
 
 if TYPE_CHECKING:  # imported where a service is started: the CLI's other commands need no watchdog
     from engine.finetune import (
@@ -103,6 +100,7 @@ class Engine:
         self.paths = paths.ensure()
         self._config = load_config(paths.settings)
         self.catalog = Catalog(paths.catalog)
+        self.store = VectorStore(self.catalog, paths.index_dir, dtype=lambda: self._config.vector_dtype)
         self._embedder = embedder
         # Makes the embedder for a model setting (tests inject fakes); by default sentence-transformers.
         self._embedder_factory = embedder_factory
@@ -218,19 +216,17 @@ class Engine:
             forget_root_devices(self.catalog, conn, roots)
         self.catalog.purge_deleted_text()
         with self._vectors_lock:
-            if chunk_ids and (self._vectors is not None or any(self.paths.index_dir.glob("*.usearch"))):
+            if chunk_ids and (self._vectors is not None or self.store.files()):
                 # usearch keeps a removed vector's bytes in the file, so build a fresh index from
                 # the catalog (no embedding needed), and drop the files of other settings.
                 try:
-                    self._vectors = self._rebuilt_vectors()
-                    self._save_vectors(self._vectors)
-                    keep = self._index_path()
+                    embedder = self.embedder
+                    self._vectors = self.store.rebuild(embedder)
+                    keep = [self.store.save(self._vectors, embedder.model_id)]
                 except SiftError as exc:  # no model, a full disk: delete it; it is rebuilt when needed
                     log.warning("could not rebuild the vector index after removing files (%s); deleting it", exc)
-                    self._vectors, keep = None, None
-                for other in self.paths.index_dir.glob("*.usearch"):
-                    if other != keep:
-                        other.unlink(missing_ok=True)
+                    self._vectors, keep = None, []
+                self.store.remove_files_except(keep)
         return len(doomed)
 
     # -- models and the vector index -------------------------------------------------------------
@@ -252,83 +248,23 @@ class Engine:
                                            backend=self._config.backend, precision=self._config.precision,
                                            cache_dir=self.paths.cache)
 
-    def _index_path(self, model_id: str | None = None) -> Path:
-        safe = re.sub(r"[^A-Za-z0-9_.@-]+", "_", model_id or self.embedder.model_id)
-        return self.paths.index_dir / f"{safe}.{self._config.vector_dtype}.usearch"
-
-    def _checksum_key(self, path: Path) -> str:
-        return f"index_checksum:{path.name}"
-
     def vectors(self) -> VectorIndex:
         """The vector index for the current model: loaded, verified and brought in line with the catalog."""
         with self._vectors_lock:
             if self._vectors is None:
-                self._vectors = self._load_vectors()
+                self._vectors = self.store.load(self.embedder)
             return self._vectors
 
-    def _load_vectors(self, embedder: Embedder | None = None) -> VectorIndex:
-        """The saved index of `embedder`'s model (by default the current one), repaired and saved."""
-        embedder = embedder if embedder is not None else self.embedder
-        model_id, ndim, dtype = embedder.model_id, self._ndim(embedder), self._config.vector_dtype
-        path = self._index_path(model_id)
-        checksum = self.catalog.get_meta(self._checksum_key(path))
-        _remove_stale_temp_files(path)
-        try:
-            if checksum is None and path.exists():
-                # Saved, then killed before its checksum was committed: it may be whole, but an
-                # unverified file can crash usearch, and the catalog rebuilds it in seconds.
-                raise IndexFileError(f"vector index {path} has no recorded checksum; rebuilding it")
-            index = VectorIndex.load(path, ndim=ndim, dtype=dtype, checksum=checksum)
-        except IndexFileError as exc:
-            if path.exists() or checksum:
-                log.warning("rebuilding the vector index from the catalog: %s", exc)
-            index = VectorIndex(ndim=ndim, dtype=dtype)
-            checksum = None  # so the rebuilt index is saved below, even when it is empty
-        # The saved file can lag the catalog (a crash after a commit); chunk ids are never reused,
-        # so the difference of key sets is exactly what to add and remove.
-        in_catalog = self.catalog.chunk_ids()
-        extra = np.setdiff1d(index.keys(), in_catalog, assume_unique=True)
-        missing = np.setdiff1d(in_catalog, index.keys(), assume_unique=True)
-        index.remove(extra)
-        for ids, vecs in self.catalog.iter_chunk_vectors(model_id, missing.tolist()):
-            index.add(ids, vecs)
-        if len(extra) or len(missing) or checksum is None or not path.exists():
-            try:
-                self._save_vectors(index, model_id)
-            except SiftError as exc:  # a full disk must not stop search: the index in memory is right
-                log.warning("could not save the repaired vector index (the next start repairs it again): %s", exc)
-        return index
+    def save_vectors(self) -> None:
+        """Write the serving index to disk now (indexing does so after each run that changed it)."""
+        with self._vectors_lock:
+            if self._vectors is not None:
+                self.store.save(self._vectors, self.embedder.model_id)
 
-    def _rebuilt_vectors(self) -> VectorIndex:
-        """A new vector index holding exactly the catalog's chunks, from their stored vectors."""
-        index = VectorIndex(ndim=self._ndim(), dtype=self._config.vector_dtype)
-        for ids, vecs in self.catalog.iter_chunk_vectors(self.embedder.model_id):
-            index.add(ids, vecs)
-        return index
-
-    def _ndim(self, embedder: Embedder | None = None) -> int:
-        """The model's vector size, remembered in the catalog so opening an index never loads the model."""
-        embedder = embedder if embedder is not None else self.embedder
-        key = f"ndim:{embedder.model_id}"
-        if (known := self.catalog.get_meta(key)) is not None:
-            return int(known)
-        ndim = embedder.ndim
-        with self.catalog.transaction() as conn:
-            self.catalog.set_meta(conn, key, str(ndim))
-        return ndim
-
-    def _save_vectors(self, index: VectorIndex, model_id: str | None = None) -> None:
-        path = self._index_path(model_id)
-        try:
-            checksum = index.save(path)
-        except IndexFileError as exc:
-            # usearch reports a full disk only as "failed to serialize"; free space tells.
-            if DiskFullError.caused(exc, path.parent, needed=index.file_bytes() + (1 << 20)):
-                raise DiskFullError(path.parent, "save its vector index") from exc
-            raise
-        os.chmod(path, 0o600)
-        with self.catalog.transaction() as conn:
-            self.catalog.set_meta(conn, self._checksum_key(path), checksum)
+    def drop_vectors(self) -> None:
+        """Let go of the index in memory: the next search loads (and verifies) the saved one."""
+        with self._vectors_lock:
+            self._vectors = None
 
     # -- choosing, switching and rolling back models ---------------------------------------------
 
@@ -368,7 +304,7 @@ class Engine:
         embedder = self.embedder_for(value)
         self._embed_missing(embedder, on_progress=on_progress, cancel=cancel)
         _check(cancel)
-        return self._load_vectors(embedder)
+        return self.store.load(embedder)
 
     def adopt_model(self, value: str, *, on_progress: Callable[[int, int], None] | None = None,
                     cancel: threading.Event | None = None) -> None:
@@ -409,12 +345,8 @@ class Engine:
                 # them), and bring the index in line.
                 self._embed_missing(embedder, on_progress=None, cancel=cancel)
                 _check(cancel)
-                in_catalog = self.catalog.chunk_ids()
-                index.remove(np.setdiff1d(index.keys(), in_catalog, assume_unique=True))
-                missing = np.setdiff1d(in_catalog, index.keys(), assume_unique=True)
-                for ids, vecs in self.catalog.iter_chunk_vectors(embedder.model_id, missing.tolist()):
-                    index.add(ids, vecs)
-                self._save_vectors(index, embedder.model_id)
+                self.store.sync(index, embedder.model_id)
+                self.store.save(index, embedder.model_id)
                 with self._vectors_lock:
                     old_value = self._config.model
                     with self._embedder_lock:
@@ -436,14 +368,7 @@ class Engine:
         except SiftError as exc:  # the previous model's folder is gone: keep everything, to be safe
             log.warning("kept the vectors of every model: %s", exc)
             return
-        keep = {active.model_id, previous_id}
-        with self.catalog.transaction() as conn:
-            self.catalog.prune_embeddings(conn, keep_models=sorted(keep))
-        names = {self._index_path(m).with_suffix("").with_suffix(f".{dtype}.usearch").name
-                 for m in keep for dtype in VECTOR_DTYPES}
-        for other in self.paths.index_dir.glob("*.usearch"):
-            if other.name not in names:
-                other.unlink(missing_ok=True)
+        self.store.prune({active.model_id, previous_id})
 
     def _embed_missing(self, embedder: Embedder, *, on_progress: Callable[[int, int], None] | None,
                        cancel: threading.Event | None) -> int:
@@ -532,7 +457,7 @@ class Engine:
             finally:
                 if vectors.version != version:  # a watcher's no-op batch must not rewrite the file
                     with self._vectors_lock:
-                        self._save_vectors(vectors)
+                        self.store.save(vectors, self.embedder.model_id)
                     with self.catalog.transaction() as conn:  # edited passages forget their queries
                         learn.prune(conn)
 
@@ -636,6 +561,11 @@ class Engine:
     def _serving_pair(self) -> tuple[Embedder, VectorIndex]:
         with self._vectors_lock:  # a switch replaces both under this lock
             return self.embedder, self.vectors()
+
+    @property
+    def searcher(self) -> Searcher:
+        """The two-stage pipeline over this engine's models (bench/ times its stages)."""
+        return self._searcher
 
     @property
     def reranker_available(self) -> bool:
@@ -796,6 +726,7 @@ class Engine:
             self._vectors = None
             done = set_aside_catalog(self.paths)
             self.catalog = Catalog(self.paths.catalog)
+            self.store = VectorStore(self.catalog, self.paths.index_dir, dtype=lambda: self._config.vector_dtype)
             self._new_searcher()
             self._catalog_damage = None
         log.warning("the catalog was set aside as %s and a new one started (%s)", done.damaged or "-",
@@ -817,7 +748,7 @@ class Engine:
         damage = self._catalog_damage if self._catalog_damage is not None else self.check_catalog()
         if damage != "ok":
             return self._damaged_status(damage)
-        index_bytes = sum(p.stat().st_size for p in self.paths.index_dir.glob(f"*.{self._config.vector_dtype}.usearch"))
+        index_bytes = sum(p.stat().st_size for p in self.store.files(self._config.vector_dtype))
         catalog_bytes = sum(p.stat().st_size for p in self.paths.data.glob("catalog.sqlite3*"))
         try:
             _, model_name = resolve_model(self._config.model)
@@ -895,17 +826,3 @@ class Engine:
 def _check(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled()
-
-
-def _remove_stale_temp_files(index_path: Path, older_than_s: float = 600.0) -> None:
-    """Delete temporary index files left by a process killed mid-save (they hold vectors).
-
-    Only old ones: a younger one may be another process's save in progress.
-    """
-    now = time.time()
-    for tmp in index_path.parent.glob(f".{index_path.name}.*.tmp"):
-        try:
-            if now - tmp.stat().st_mtime > older_than_s:
-                tmp.unlink()
-        except OSError:
-            pass

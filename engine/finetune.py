@@ -871,14 +871,7 @@ class _Candidates:
         serving = {self.engine.embedder.model_id}
         if embedder is not None and embedder.model_id not in serving:
             try:
-                model_id = embedder.model_id
-                with self.engine.catalog.transaction() as conn:
-                    conn.execute("DELETE FROM embeddings WHERE model_id = ?", (model_id,))
-                    conn.execute("DELETE FROM meta WHERE key = ?", (f"ndim:{model_id}",))
-                index = self.engine._index_path(model_id)
-                with self.engine.catalog.transaction() as conn:
-                    conn.execute("DELETE FROM meta WHERE key = ?", (self.engine._checksum_key(index),))
-                index.unlink(missing_ok=True)
+                self.engine.store.forget(embedder.model_id)
             except (SiftError, OSError) as exc:
                 log.warning("could not forget the vectors of the refused model in %s: %s", folder, exc)
         shutil.rmtree(folder, ignore_errors=True)

@@ -344,8 +344,8 @@ def test_stale_index_file_is_brought_in_line(make_engine, folder):
     # Simulate a crash after a commit and before the index was saved: drop a key from memory.
     some = engine.catalog.chunk_ids()[:1]
     saved.remove(some)
-    engine._vectors = None
-    engine._save_vectors(saved)
+    engine.drop_vectors()
+    engine.store.save(saved, engine.embedder.model_id)
     fresh = make_engine()
     assert np.isin(some, fresh.vectors().keys()).all()
 
