@@ -504,6 +504,16 @@ class Catalog:
             cursor = self.conn.execute(by_ids + f" WHERE c.id IN ({','.join('?' * len(part))})", (model_id, *part))
             yield from _batched_vectors(cursor, batch)
 
+    def chunk_ids_with_texts(self, text_hashes: Iterable[str]) -> list[int]:
+        """Ids of the chunks holding any of these texts (by hash), in id order."""
+        hashes = sorted(set(text_hashes))
+        ids: list[int] = []
+        for i in range(0, len(hashes), 500):
+            part = hashes[i:i + 500]
+            ids += [r[0] for r in self.conn.execute(
+                f"SELECT id FROM chunks WHERE text_hash IN ({','.join('?' * len(part))})", part)]
+        return sorted(ids)
+
     def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         out: dict[int, ChunkRow] = {}
         for i in range(0, len(ids), 500):

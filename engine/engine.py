@@ -683,7 +683,7 @@ class Engine:
             self.set_learning(report.weights)
         return report
 
-    # -- fine-tuning (engine/finetune.py) --------------------------------------------------------
+    # -- fine-tuning (engine/finetune/) ----------------------------------------------------------
 
     def finetune_summary(self, options: TrainOptions | None = None) -> DataSummary:
         """How much the click history holds to learn from, and whether it is enough; loads no model."""

@@ -22,8 +22,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from typing import TYPE_CHECKING
 
 from engine.types import human_size
+
+if TYPE_CHECKING:
+    import threading
 
 
 class SiftError(Exception):
@@ -139,3 +143,9 @@ class ParseError(SiftError):
 
 class Cancelled(Exception):
     """Long work was cancelled by its caller. Not an error: UIs ignore it."""
+
+
+def check_cancel(cancel: threading.Event | None) -> None:
+    """Raise Cancelled when `cancel` is set: long work calls this between its steps."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled()

@@ -188,7 +188,7 @@ def click_topics(e: Engine, topics=range(TOPICS), *, variants: int = 1) -> None:
 
 @pytest.fixture
 def small_minimums(monkeypatch):
-    monkeypatch.setattr(finetune, "MIN_PAIRS", 20)
+    monkeypatch.setattr(finetune.pairs, "MIN_PAIRS", 20)
 
 
 def folders(e: Engine) -> list[str]:
@@ -282,11 +282,11 @@ def test_too_little_data_is_refused_with_how_many_more(engine):
     summary = engine.finetune_summary()
     assert (summary.clicks, summary.pairs, summary.queries) == (12, 12, 12)
     assert not summary.enough
-    assert summary.min_pairs == finetune.MIN_PAIRS
+    assert summary.min_pairs == finetune.pairs.MIN_PAIRS
     assert re.search(r"12 pairs from 12 searches; about \d+ more searches with an opened result are needed",
                      summary.message)
     more = int(re.search(r"about (\d+) more", summary.message).group(1))
-    assert more == finetune.MIN_PAIRS - 12  # one pair per search so far
+    assert more == finetune.pairs.MIN_PAIRS - 12  # one pair per search so far
     trainer = FakeTrainer()
     with pytest.raises(SiftError, match="more searches with an opened result are needed"):
         engine.finetune(TrainOptions(), trainer=trainer)
@@ -500,7 +500,7 @@ def cli_engine(engine, monkeypatch, capsys):
 
     monkeypatch.setattr(Engine, "open", staticmethod(lambda home=None, **kw: engine))
     monkeypatch.setattr(engine, "close", lambda: None)
-    monkeypatch.setattr(finetune, "SentenceTransformersTrainer", FakeTrainer)
+    monkeypatch.setattr(finetune.run, "SentenceTransformersTrainer", FakeTrainer)
 
     def run(*argv: str) -> tuple[int, str, str]:
         code = cli.main(list(argv))

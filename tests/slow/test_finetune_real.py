@@ -49,11 +49,11 @@ def click_all(e: Engine) -> None:
 
 def test_a_tiny_real_run_trains_saves_and_measures(engine, monkeypatch):
     click_all(engine)
-    monkeypatch.setattr(finetune, "MIN_PAIRS", 8)
-    monkeypatch.setattr(finetune, "MIN_HELDOUT_QUERIES", 3)
+    monkeypatch.setattr(finetune.pairs, "MIN_PAIRS", 8)
+    monkeypatch.setattr(finetune.pairs, "MIN_HELDOUT_QUERIES", 3)
     # Let both candidates through, whatever they measure, so that the saved folders are checked.
-    monkeypatch.setattr(finetune, "GATE_MIN_GAIN", -1.0)
-    monkeypatch.setattr(finetune, "GATE_MAX_LOSS", 1.0)
+    monkeypatch.setattr(finetune.heldout, "GATE_MIN_GAIN", -1.0)
+    monkeypatch.setattr(finetune.heldout, "GATE_MAX_LOSS", 1.0)
     stages = []
     result = engine.finetune(TrainOptions(batch_size=8), on_progress=lambda p: stages.append(p.stage))
     assert {"training", "reranker", "embedding", "evaluating"} <= set(stages)
@@ -76,8 +76,8 @@ def test_a_tiny_real_run_trains_saves_and_measures(engine, monkeypatch):
 
 def test_cancel_while_training_for_real_keeps_nothing(engine, monkeypatch):
     click_all(engine)
-    monkeypatch.setattr(finetune, "MIN_PAIRS", 8)
-    monkeypatch.setattr(finetune, "MIN_HELDOUT_QUERIES", 3)
+    monkeypatch.setattr(finetune.pairs, "MIN_PAIRS", 8)
+    monkeypatch.setattr(finetune.pairs, "MIN_HELDOUT_QUERIES", 3)
     cancel = threading.Event()
 
     def on_progress(p):

@@ -1,0 +1,238 @@
+"""The trainer seam and its sentence-transformers implementation: mining, bi-encoder, cross-encoder."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from engine.errors import check_cancel
+from engine.finetune.options import TrainOptions, TrainRow, TrainSettings
+from engine.rerank import CrossEncoderReranker, Reranker
+from engine.search import RERANK_MAX_TOKENS
+
+MINING_RANGE = 30               # candidates per query mine_hard_negatives looks at (and rescores)
+MINING_RELATIVE_MARGIN = 0.05   # NV-Retriever's TopK-PercPos: 95% of the positive's score at most
+# Batches: 32 on a CPU (memory and speed), 128 on a GPU (as for embedding, bench/gpu_check.py).
+CPU_BATCH, GPU_BATCH = 32, 128
+# Above this many rows per batch the gradient-cached loss keeps memory flat (mini-batches of this size).
+CACHED_LOSS_ABOVE = {"cpu": 32, "mps": 64, "cuda": 256}
+
+Report = Callable[[int, int], None]   # (steps done, steps in all)
+
+
+class Trainer(Protocol):
+    """What turns rows into model folders. Tests use a fake; `SentenceTransformersTrainer` is real."""
+
+    def mine_negatives(self, *, model: Path, pairs: Sequence[tuple[str, str]], corpus: Sequence[str],
+                       cross_encoder: Path | None, count: int, settings: TrainSettings,
+                       vectors: Mapping[str, np.ndarray] | None = None) -> dict[tuple[str, str], list[str]]:
+        """Negatives for each (query, positive), hardest first. `vectors`: the model's stored
+        vectors of passages (text → vector), so they need not be embedded again."""
+        ...
+
+    def train_embedder(self, *, base: Path, rows: Sequence[TrainRow], target: Path, settings: TrainSettings,
+                       report: Report, cancel: threading.Event) -> None: ...
+
+    def train_reranker(self, *, base: Path, fresh_head: bool, rows: Sequence[TrainRow], target: Path,
+                       settings: TrainSettings, report: Report, cancel: threading.Event) -> None: ...
+
+    def reranker(self, folder: Path, *, device: str) -> Reranker: ...
+
+
+def _quiet_transformers() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def _progress_callback(report: Report, cancel: threading.Event):
+    from transformers import TrainerCallback
+
+    class _Callback(TrainerCallback):
+        """Reports each step and stops training at the next step once cancel is set."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            report(0, state.max_steps)  # the ETA counts from here
+
+        def on_step_end(self, args, state, control, **kwargs):
+            report(state.global_step, state.max_steps)
+            if cancel.is_set():
+                control.should_training_stop = True
+                control.should_epoch_stop = True
+            return control
+
+    return _Callback()
+
+
+def _seed_mining_cache(cache: Path, model, corpus: Sequence[str], positives: Sequence[str],
+                       vectors: Mapping[str, np.ndarray] | None) -> None:
+    """Put the catalog's vectors of the mining corpus where `mine_hard_negatives(cache_folder=…)`
+    looks for them, so the passages are not embedded a second time (minutes on a CPU).
+
+    The file name follows sentence-transformers 6.2's cache key (model name, prompts, corpus as
+    it de-duplicates it); should that key change, the file is simply not found and the corpus is
+    embedded as usual.
+    """
+    import hashlib
+
+    if not vectors:
+        return
+    full = list(dict.fromkeys(list(corpus) + list(positives)))
+    if any(text not in vectors for text in full):
+        return  # a passage without a stored vector (cold start): let the model embed them all
+    model_name = model.model_card_data.base_model or ""
+    key = hashlib.sha256(repr((model_name, None, None, full)).encode(), usedforsecurity=False).hexdigest()
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(cache / f"corpus_embeddings_{key}.npy", np.stack([vectors[t] for t in full]).astype(np.float32))
+
+
+def _no_printing(trainer) -> None:
+    """Progress goes through our callback; transformers' printer would write logs to stdout."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
+class SentenceTransformersTrainer:
+    """Mining and training with sentence-transformers' own tools, on the device given."""
+
+    def mine_negatives(self, *, model: Path, pairs: Sequence[tuple[str, str]], corpus: Sequence[str],
+                       cross_encoder: Path | None, count: int, settings: TrainSettings,
+                       vectors: Mapping[str, np.ndarray] | None = None) -> dict[tuple[str, str], list[str]]:
+        _quiet_transformers()
+        import torch
+        from datasets import Dataset
+        from sentence_transformers import CrossEncoder, SentenceTransformer
+        from sentence_transformers.util import mine_hard_negatives
+
+        if not pairs:
+            return {}
+        st = SentenceTransformer(str(model), device=settings.device, local_files_only=True, trust_remote_code=False,
+                                 model_kwargs={"use_safetensors": True, "dtype": torch.float32})
+        ce = None
+        if cross_encoder is not None:
+            ce = CrossEncoder(str(cross_encoder), device=settings.device, max_length=RERANK_MAX_TOKENS,
+                              local_files_only=True, trust_remote_code=False)
+        dataset = Dataset.from_dict({"query": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
+        corpus = list(dict.fromkeys(corpus))
+        count = max(1, min(count, MINING_RANGE))
+        cache = settings.workdir / "mining"
+        _seed_mining_cache(cache, st, corpus, [p for _, p in pairs], vectors)
+        mined = mine_hard_negatives(dataset, st, corpus=corpus, cross_encoder=ce, range_max=MINING_RANGE,
+                                    relative_margin=MINING_RELATIVE_MARGIN, num_negatives=count,
+                                    sampling_strategy="top", output_format="labeled-list",
+                                    batch_size=settings.batch_size, verbose=False, cache_folder=str(cache))
+        out: dict[tuple[str, str], list[str]] = {}
+        for row in mined:
+            docs = row["positive"]
+            out[(row["query"], docs[0])] = list(docs[1:])
+        return out
+
+    def _args(self, cls, settings: TrainSettings, **extra):
+        from sentence_transformers.base.sampler import BatchSamplers
+
+        return cls(output_dir=str(settings.workdir), num_train_epochs=settings.epochs,
+                   per_device_train_batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+                   warmup_steps=settings.warmup_ratio, fp16=settings.device == "cuda",
+                   use_cpu=settings.device == "cpu", seed=settings.seed, data_seed=settings.seed,
+                   save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
+                   dataloader_num_workers=0, dataloader_pin_memory=False,
+                   batch_sampler=extra.pop("batch_sampler", BatchSamplers.BATCH_SAMPLER), **extra)
+
+    def train_embedder(self, *, base: Path, rows: Sequence[TrainRow], target: Path, settings: TrainSettings,
+                       report: Report, cancel: threading.Event) -> None:
+        _quiet_transformers()
+        import torch
+        from datasets import Dataset
+        from sentence_transformers import (
+            SentenceTransformer,
+            SentenceTransformerTrainer,
+            SentenceTransformerTrainingArguments,
+        )
+        from sentence_transformers.base.sampler import BatchSamplers
+        from sentence_transformers.sentence_transformer.losses import (
+            CachedMultipleNegativesRankingLoss,
+            MultipleNegativesRankingLoss,
+        )
+        from transformers import set_seed
+
+        set_seed(settings.seed)
+        model = SentenceTransformer(str(base), device=settings.device, local_files_only=True, trust_remote_code=False,
+                                    model_kwargs={"use_safetensors": True, "dtype": torch.float32})
+        n = settings.hard_negatives
+        columns = {"anchor": [r.query for r in rows], "positive": [r.positive for r in rows]}
+        for i in range(n):
+            columns[f"negative_{i + 1}"] = [r.negatives[i] for r in rows]
+        cached_above = CACHED_LOSS_ABOVE.get(settings.device.split(":")[0], 32)
+        if settings.batch_size > cached_above:
+            loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cached_above)
+        else:
+            loss = MultipleNegativesRankingLoss(model)
+        args = self._args(SentenceTransformerTrainingArguments, settings, batch_sampler=BatchSamplers.NO_DUPLICATES)
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(columns),
+                                             loss=loss, callbacks=[_progress_callback(report, cancel)])
+        _no_printing(trainer)
+        trainer.train()
+        check_cancel(cancel)
+        model.save(str(target), create_model_card=False, safe_serialization=True)
+
+    def train_reranker(self, *, base: Path, fresh_head: bool, rows: Sequence[TrainRow], target: Path,
+                       settings: TrainSettings, report: Report, cancel: threading.Event) -> None:
+        _quiet_transformers()
+        import torch
+        from datasets import Dataset
+        from sentence_transformers import (
+            CrossEncoder,
+            CrossEncoderTrainer,
+            CrossEncoderTrainingArguments,
+        )
+        from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+        from transformers import set_seed
+
+        set_seed(settings.seed)  # the fresh head's initial weights too
+        model = CrossEncoder(str(base), num_labels=1 if fresh_head else None, max_length=RERANK_MAX_TOKENS,
+                             device=settings.device, local_files_only=True, trust_remote_code=False)
+        queries, passages, labels = [], [], []
+        negatives = 0
+        for r in rows:
+            queries.append(r.query)
+            passages.append(r.positive)
+            labels.append(1.0)
+            for neg in r.negatives:
+                queries.append(r.query)
+                passages.append(neg)
+                labels.append(0.0)
+                negatives += 1
+        # Weigh the positives as much as the negatives in all.
+        pos_weight = torch.tensor(max(negatives / max(len(rows), 1), 1.0))
+        loss = BinaryCrossEntropyLoss(model, pos_weight=pos_weight)
+        args = self._args(CrossEncoderTrainingArguments, settings)
+        dataset = Dataset.from_dict({"query": queries, "passage": passages, "label": labels})
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
+                                      callbacks=[_progress_callback(report, cancel)])
+        _no_printing(trainer)
+        trainer.train()
+        check_cancel(cancel)
+        model.save(str(target), create_model_card=False, safe_serialization=True)
+
+    def reranker(self, folder: Path, *, device: str) -> Reranker:
+        return CrossEncoderReranker(folder, device=device, max_tokens=RERANK_MAX_TOKENS)
+
+
+def resolve_settings(options: TrainOptions, device: str, workdir: Path) -> TrainSettings:
+    batch = options.batch_size or (CPU_BATCH if device == "cpu" else GPU_BATCH)
+    return TrainSettings(epochs=options.epochs, learning_rate=options.learning_rate,
+                         warmup_ratio=options.warmup_ratio, batch_size=batch, hard_negatives=options.hard_negatives,
+                         seed=options.seed, device=device, workdir=workdir)
+
