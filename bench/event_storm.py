@@ -175,6 +175,7 @@ def main() -> int:
 
     from engine.embed import FakeEmbedder
     from engine.engine import Engine
+    from engine.service import start_service
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="sift-storm-"))
     docs = work / "docs"
@@ -191,7 +192,7 @@ def main() -> int:
 
     service = None
     if args.mode != "stopped":
-        service = engine.start_service(**options)
+        service = start_service(engine, **options)
         service.wait_idle(60)
         if args.mode == "paused":
             service.pause()
@@ -212,7 +213,7 @@ def main() -> int:
               f"{' (over its cap: a full rescan was queued)' if service.queue.full_pending else ''}")
         service.resume()
     elif args.mode == "stopped":
-        service = engine.start_service(**options)
+        service = start_service(engine, **options)
     converged = wait_until(lambda: differences(engine, docs) == (0, 0, 0, 0), args.timeout, interval=0.5)
     t_converged = time.monotonic() - t_quiet
     idle = service.wait_idle(args.timeout)

@@ -32,7 +32,7 @@ exactly the unlearned ranking) and after (what Sift would adopt):
   opened for it.
 
 With `--finetune` the bi-encoder fine-tune then runs on the same click history (the wizard's
-engine path, `Engine.finetune`, seed 42, its own held-out third); "after" includes its model only
+engine path, `run_finetune`, seed 42, its own held-out third); "after" includes its model only
 when its gate offered it. Peak memory (RSS, this process and its parse workers) is printed too.
 Prints; asserts nothing.
 """
@@ -222,7 +222,7 @@ def run(folder: str, *, keep: str | None, protocol: str, finetune: bool, epochs:
             "protocol": protocol, "collection": collection.name, "docs": len(collection.corpus),
             "queries": len(collection.queries), "user_queries": len(user_ids), "heldout_queries": len(heldout),
             "refind_queries": len(refind), "clicks": clicks, "wrong_opens": wrong,
-            "pairs": engine.catalog.conn.execute("SELECT count(*) FROM learned").fetchone()[0],
+            "pairs": engine.learning_summary().pairs,
             "train_seconds": 0.0, "method": method,
             "weights": {"weight": tuned.weights.weight, "threshold": tuned.weights.threshold,
                         "keyword_share": tuned.weights.keyword_share, "floor": tuned.weights.floor,
@@ -252,11 +252,11 @@ def run(folder: str, *, keep: str | None, protocol: str, finetune: bool, epochs:
 
 
 def _finetune(engine: Engine, *, epochs: int | None, train_reranker: bool) -> dict:
-    from engine.finetune import TrainOptions
+    from engine.finetune import TrainOptions, finetune_summary, run_finetune
 
     options = TrainOptions(seed=SEED, heldout_fraction=1 / 3, train_reranker=train_reranker,
                            **({"epochs": epochs} if epochs is not None else {}))
-    summary = engine.finetune_summary(options)
+    summary = finetune_summary(engine, options)
     log(summary.message)
     if not summary.enough:
         return {"offered": False, "verdict": summary.message, "pairs": summary.pairs, "train_seconds": 0.0,
@@ -270,7 +270,7 @@ def _finetune(engine: Engine, *, epochs: int | None, train_reranker: bool) -> di
             eta = f", about {math.ceil(p.eta_s)} s left" if p.eta_s else ""
             log(f"  [{p.stage}] {p.message}{eta}")
 
-    r = engine.finetune(options, on_progress=progress)
+    r = run_finetune(engine, options, on_progress=progress)
     log(r.verdict)
     return {"offered": r.improved, "verdict": r.verdict, "pairs": r.pairs, "train_seconds": r.train_seconds,
             "seconds": round(time.perf_counter() - t, 1), "embedder": r.embedder, "reranker": r.reranker,

@@ -80,7 +80,9 @@ def write_beir(source: Path, folder: Path, limit: int | None) -> None:
 
 
 def chunk_texts(engine) -> list[str]:
-    return [row[0] for row in engine.catalog.conn.execute("SELECT text FROM chunks ORDER BY id")]
+    ids = engine.catalog.chunk_ids().tolist()
+    rows = engine.catalog.chunks_by_id(ids)
+    return [rows[i].text for i in ids]
 
 
 def run(folder: Path, *, backend: str, precision: str, workers: int, batch_size: int, threads: int,

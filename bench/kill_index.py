@@ -191,12 +191,13 @@ def check(home: str, fake: bool) -> list[str]:
     engine = Engine.open(home, embedder=FakeEmbedder() if fake else None)
     if (integrity := engine.catalog.check()) != "ok":
         problems.append(f"integrity: {integrity}")
-    conn = engine.catalog.conn
-    rows = conn.execute("""SELECT f.id, f.status, COUNT(c.id), COALESCE(MAX(c.ordinal), -1),
-                                  SUM(e.text_hash IS NULL)
-                           FROM files f LEFT JOIN chunks c ON c.file_id = f.id
-                           LEFT JOIN embeddings e ON e.text_hash = c.text_hash AND e.model_id = ?
-                           GROUP BY f.id""", (engine.embedder.model_id,)).fetchall()
+    catalog, model_id = engine.catalog, engine.embedder.model_id
+    rows = []
+    for row in catalog.files().values():
+        ids = catalog.chunk_ids_of_file(row.id)
+        ordinals = [c.ordinal for c in catalog.chunks_by_id(ids).values()]
+        with_vector, _ = catalog.chunk_vectors(model_id, ids)
+        rows.append((row.id, row.status, len(ids), max(ordinals, default=-1), len(ids) - len(with_vector)))
     for fid, status, n, max_ordinal, no_vector in rows:
         if status == "indexed" and (n == 0 or max_ordinal != n - 1):
             problems.append(f"file {fid} is half-indexed: {n} chunks, last ordinal {max_ordinal}")

@@ -53,6 +53,8 @@ from engine import (
     ModelInfo,
     TrainOptions,
     TuneReport,
+    finetune_summary,
+    run_finetune,
 )
 
 log = logging.getLogger(__name__)
@@ -401,7 +403,7 @@ class DataPage(QWizardPage):
         self.completeChanged.emit()
         options = self.w.options()
         engine = self.w.engine
-        self.w.tasks.run(lambda: engine.finetune_summary(options), done=self.show_summary, error=self._failed,
+        self.w.tasks.run(lambda: finetune_summary(engine, options), done=self.show_summary, error=self._failed,
                          key="finetune-summary", name="fine-tune summary")
 
     def show_summary(self, summary: DataSummary) -> None:
@@ -1020,7 +1022,7 @@ class FinetuneWizard(QWizard):
 
         def work():
             try:
-                return engine.finetune(options, on_progress=progressed, cancel=cancel)
+                return run_finetune(engine, options, on_progress=progressed, cancel=cancel)
             except Cancelled:
                 return CANCELLED
 

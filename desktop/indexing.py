@@ -2,10 +2,10 @@
 
 Two ways to index, one interface:
 
-- the engine's background service (`Engine.start_service`): a thread that indexes, watches the
+- the engine's background service (`engine.start_service`): a thread that indexes, watches the
   folders live and rescans them; the GUI polls `engine.progress()` and asks it to pause,
   resume, rescan or hold still;
-- without a service (an engine that has none, or tests that ask for it): `engine.index()` as a
+- without a service (tests that ask for it): `engine.index()` as a
   background task; pausing cancels the run after its batch, resuming starts a new run, which
   skips what is already done.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from desktop.tasks import Task, Tasks
-from engine import Engine, FileStatus, IndexReport, Progress, StatusReport
+from engine import Engine, IndexReport, Progress, StatusReport, start_service
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Indexer(QObject):
                  use_service: bool | None = None, service_options: dict | None = None) -> None:
         super().__init__(parent)
         self.engine, self.tasks = engine, tasks
-        self.use_service = hasattr(engine, "start_service") if use_service is None else use_service
+        self.use_service = True if use_service is None else use_service
         self.service_options = service_options or {}
         self.service = None
         self._service_starting = False
@@ -77,7 +77,7 @@ class Indexer(QObject):
                 self._set(running=True, progress=Progress(phase="scanning"))
                 engine, options = self.engine, self.service_options
                 # Starting it sets up folder watches, which can take a while on big trees.
-                self.tasks.run(lambda: engine.start_service(**options), done=self._service_started,
+                self.tasks.run(lambda: start_service(engine, **options), done=self._service_started,
                                error=self._service_failed, name="start indexing service")
             return
         if self._task is not None or self._changing:
@@ -183,7 +183,7 @@ class Indexer(QObject):
     def retry(self, paths: list[str]) -> None:
         """Index these problem files again, then the rest as usual."""
         engine = self.engine
-        self.change(lambda: mark_for_retry(engine, paths), error=self._failed)
+        self.change(lambda: engine.retry(paths), error=self._failed)
 
     @property
     def busy(self) -> bool:
@@ -261,22 +261,3 @@ class Indexer(QObject):
             if new.progress.files_failed != old.progress.files_failed and new.progress.files_failed:
                 self.refresh_status()
 
-
-def mark_for_retry(engine: Engine, paths: list[str]) -> int:
-    """Make the next index run read these files again, though they have not changed. Worker thread.
-
-    The engine skips an unchanged file that failed; until it has a public call for retrying
-    (`Engine.retry(paths)`), this marks the catalog rows pending, the state the indexer re-reads.
-    """
-    if hasattr(engine, "retry"):
-        return engine.retry(paths)
-    catalog = engine.catalog
-    marked = 0
-    with catalog.transaction() as conn:
-        for path in paths:
-            row = catalog.file(path)
-            if row is not None and row.status.is_problem:
-                catalog.set_file_problem(conn, row.id, size=row.size, mtime_ns=row.mtime_ns,
-                                         status=FileStatus.PENDING, reason="")
-                marked += 1
-    return marked

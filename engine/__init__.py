@@ -19,6 +19,8 @@ from engine.finetune import (
     FinetuneResult,
     Metrics,
     TrainOptions,
+    finetune_summary,
+    run_finetune,
 )
 from engine.learn import LearnedSummary, LearnWeights, TuneReport
 from engine.models import ModelCard, ModelInfo, load_card, save_card
@@ -32,6 +34,7 @@ from engine.types import (
     Page,
     ParsedFile,
     Passage,
+    PassageContext,
     Problem,
     Progress,
     StatusReport,
@@ -57,6 +60,7 @@ __all__ = [
     "IndexReport",
     "LearnWeights",
     "LearnedSummary",
+    "IndexService",
     "Metrics",
     "ModelCard",
     "ModelError",
@@ -65,6 +69,7 @@ __all__ = [
     "ParseError",
     "ParsedFile",
     "Passage",
+    "PassageContext",
     "Paths",
     "Problem",
     "Progress",
@@ -75,9 +80,22 @@ __all__ = [
     "TrainOptions",
     "TuneReport",
     "Why",
+    "finetune_summary",
     "human_size",
     "load_card",
     "resolve_paths",
+    "run_finetune",
     "save_card",
     "set_aside_catalog",
+    "start_service",
 ]
+
+
+def __getattr__(name: str):
+    # The background service needs watchdog: imported when first asked for, so the CLI's other
+    # commands (and `import engine`) load no file-watching code.
+    if name in ("IndexService", "start_service"):
+        from engine import service
+
+        return getattr(service, name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")

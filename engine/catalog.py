@@ -448,6 +448,12 @@ class Catalog:
         """Forget every vector of one model (a refused fine-tune candidate)."""
         return conn.execute("DELETE FROM embeddings WHERE model_id = ?", (model_id,)).rowcount
 
+    def vector_count(self, model_id: str | None = None) -> int:
+        """How many vectors the cache holds (of one model, or of all)."""
+        if model_id is None:
+            return self.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM embeddings WHERE model_id = ?", (model_id,)).fetchone()[0]
+
     def model_ids(self) -> list[str]:
         """Every model that has vectors in the cache."""
         return [r[0] for r in self.conn.execute("SELECT DISTINCT model_id FROM embeddings ORDER BY model_id")]

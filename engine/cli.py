@@ -468,7 +468,9 @@ def _service_text(p: Progress, folders: int) -> str:
 
 def cmd_watch(engine: Engine, args) -> int:
     """Index in the foreground: everything that changed since last time, then each change as it happens."""
-    service = engine.start_service()
+    from engine.service import start_service
+
+    service = start_service(engine)
     folders = len(engine.config.folders) or 1
     where = "the bundled samples" if engine.using_samples else ", ".join(engine.config.folders)
     every = engine.config.reconcile_interval_min
@@ -577,7 +579,7 @@ def human_duration(seconds: float) -> str:
 
 def cmd_finetune(engine: Engine, args) -> int:
     """Summarize the click history, or (--train) fine-tune from it and show before/after."""
-    from engine.finetune import TrainOptions
+    from engine.finetune import TrainOptions, finetune_summary, run_finetune
 
     defaults = TrainOptions()
     options = TrainOptions(epochs=defaults.epochs if args.epochs is None else args.epochs,
@@ -585,7 +587,7 @@ def cmd_finetune(engine: Engine, args) -> int:
                            batch_size=args.batch_size or 0,
                            hard_negatives=defaults.hard_negatives if args.hard_negatives is None else args.hard_negatives,
                            train_reranker=not args.no_reranker, cold_start=args.cold_start)
-    summary = engine.finetune_summary(options)
+    summary = finetune_summary(engine, options)
     if not args.train:
         if args.json:
             print(json.dumps(dataclasses.asdict(summary), ensure_ascii=False, indent=2))
@@ -603,7 +605,7 @@ def cmd_finetune(engine: Engine, args) -> int:
 
     def work() -> None:
         try:
-            outcome["result"] = engine.finetune(options, on_progress=_finetune_progress(), cancel=cancel)
+            outcome["result"] = run_finetune(engine, options, on_progress=_finetune_progress(), cancel=cancel)
         except BaseException as exc:  # noqa: BLE001 (handed to the main thread, which raises it)
             outcome["error"] = exc
 

@@ -11,13 +11,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator, Protocol
 
 from engine import learn
 from engine.catalog import Catalog, catalog_error
 from engine.config import Config, load_config, save_config
+from engine.context import NEIGHBOURS, passage_context
 from engine.embed import Embedder, SentenceTransformerEmbedder, resolve_model
 from engine.errors import (
     Cancelled,
@@ -54,20 +55,23 @@ from engine.search import (
     parse_query,
 )
 from engine.store import VectorStore
-from engine.types import FileStatus, Hit, IndexReport, Problem, Progress, StatusReport
+from engine.types import FileStatus, Hit, IndexReport, PassageContext, Problem, Progress, StatusReport
 from engine.vectors import VectorIndex
 
-if TYPE_CHECKING:  # imported where a service is started: the CLI's other commands need no watchdog
-    from engine.finetune import (
-        DataSummary,
-        FinetuneProgress,
-        FinetuneResult,
-        Trainer,
-        TrainOptions,
-    )
-    from engine.service import IndexService
-
 log = logging.getLogger(__name__)
+
+
+class BackgroundService(Protocol):
+    """What the engine knows of a background indexer attached to it (engine/service.py builds
+    one over the engine; the engine never imports it)."""
+
+    def progress(self) -> Progress: ...
+
+    def held(self) -> AbstractContextManager[None]: ...
+
+    def stop(self, timeout: float = 30.0) -> None: ...
+
+    def rescan(self, reason: str = "asked for") -> None: ...
 
 
 def _catalog_errors(cls: type) -> type:
@@ -114,7 +118,7 @@ class Engine:
         self._reranker: CrossEncoderReranker | None = None
         self._cancel = threading.Event()
         self._progress = Progress()
-        self._service = None  # the background IndexService, while one runs (see the last section)
+        self._service: BackgroundService | None = None  # while one runs (see the last section)
         self._catalog_damage: str | None = None  # the last quick check's finding; None: not checked yet
         self._new_searcher()
 
@@ -419,6 +423,19 @@ class Engine:
 
     # -- indexing ------------------------------------------------------------------------------
 
+    def retry(self, paths: Iterable[str]) -> int:
+        """Make the next index run read these problem files again, though they have not changed
+        (the indexer skips an unchanged file that failed); returns how many were marked."""
+        marked = 0
+        with self.catalog.transaction() as conn:
+            for path in paths:
+                row = self.catalog.file(path)
+                if row is not None and row.status.is_problem:
+                    self.catalog.set_file_problem(conn, row.id, size=row.size, mtime_ns=row.mtime_ns,
+                                                  status=FileStatus.PENDING, reason="")
+                    marked += 1
+        return marked
+
     def progress(self) -> Progress:
         """The latest progress snapshot; cheap, callable from any thread."""
         service = self._service
@@ -607,6 +624,11 @@ class Engine:
         self.update_config(reranker=str(target), use_reranker=True)
         return str(target)
 
+    def passage_context(self, hit: Hit, *, neighbours: int = NEIGHBOURS) -> PassageContext:
+        """The hit's passage with its neighbours on the same page, for a preview. Raises
+        LookupError when the file was re-indexed or removed since the search."""
+        return passage_context(self.catalog, hit, neighbours=neighbours)
+
     def record_click(self, query: str, hit: Hit, *, rank: int, shown: Sequence[Hit]) -> None:
         """Remember that a result was opened. From the next search on, the passage comes up for
         this query and ones like it (engine/learn.py); the fine-tune wizard trains on these too."""
@@ -682,26 +704,6 @@ class Engine:
         if adopt and report.enough:
             self.set_learning(report.weights)
         return report
-
-    # -- fine-tuning (engine/finetune/) ----------------------------------------------------------
-
-    def finetune_summary(self, options: TrainOptions | None = None) -> DataSummary:
-        """How much the click history holds to learn from, and whether it is enough; loads no model."""
-        from engine.finetune import summarize
-
-        return summarize(self.catalog, options)
-
-    def finetune(self, options: TrainOptions, *, on_progress: Callable[[FinetuneProgress], None] | None = None,
-                 cancel: threading.Event | None = None, trainer: Trainer | None = None) -> FinetuneResult:
-        """Train a new bi-encoder (and reranker) from the clicks and measure them on held-out searches.
-
-        Never switches: adopt what passed with `adopt_model(result.embedder)` /
-        `adopt_reranker(result.reranker)`. Raises Cancelled (the models in use untouched, no folder
-        left behind) and SiftError when there is too little data. `trainer`: a fake, for tests.
-        """
-        from engine.finetune import run_finetune
-
-        return run_finetune(self, options, on_progress=on_progress, cancel=cancel, trainer=trainer)
 
     # -- status --------------------------------------------------------------------------------
 
@@ -782,21 +784,17 @@ class Engine:
 
     # -- watching and the background service ---------------------------------------------------
 
-    def start_service(self, **options) -> IndexService:
-        """Index continuously in the background: a full pass now, then whatever changes.
+    def attach_service(self, service: BackgroundService) -> None:
+        """Called by a background service as it starts (engine/service.py's IndexService): from
+        then on `progress()` shows its snapshot, folder changes hold it still, `close()` stops it."""
+        if self._service is not None and self._service is not service:
+            raise SiftError("A background indexing service already runs for this Sift home; stop it first.")
+        self._service = service
 
-        Folders are watched live (when the `watch` setting is on), rescanned every
-        `reconcile_interval_min`, and followed when they go offline and come back. Progress,
-        pause and resume go through the returned service; `progress()` shows its snapshot.
-        Options go to IndexService (for tests and tools). Calling it again returns the running one.
-        """
-        from engine.service import IndexService
-
-        if self._service is None:
-            service = IndexService(self, **options)
-            service.start()
-            self._service = service
-        return self._service
+    def detach_service(self, service: BackgroundService) -> None:
+        """Called by a background service as it stops."""
+        if self._service is service:
+            self._service = None
 
     def stop_service(self, timeout: float = 30.0) -> None:
         """Stop the background service, if one runs; work in flight stops at its next batch."""
@@ -805,7 +803,8 @@ class Engine:
             service.stop(timeout=timeout)
 
     @property
-    def service(self) -> IndexService | None:
+    def service(self) -> BackgroundService | None:
+        """The attached background service, while one runs."""
         return self._service
 
     def offline_roots(self) -> list[str]:

@@ -102,6 +102,7 @@ class LearnedSummary:
     queries: int            # distinct queries learned
     passages: int           # passages that learned at least one query
     weights: LearnWeights
+    pairs: int = 0          # (query, passage) associations held
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +173,10 @@ def prune(conn: sqlite3.Connection) -> int:
 
 def summary(catalog: Catalog) -> LearnedSummary:
     opens = catalog.conn.execute("SELECT count(*) FROM clicks").fetchone()[0]
-    queries, passages = catalog.conn.execute(
-        "SELECT count(DISTINCT key), count(DISTINCT file_id || ':' || text_hash) FROM learned").fetchone()
+    queries, passages, pairs = catalog.conn.execute(
+        "SELECT count(DISTINCT key), count(DISTINCT file_id || ':' || text_hash), count(*) FROM learned").fetchone()
     return LearnedSummary(opens=opens, queries=queries, passages=passages,
-                          weights=LearnWeights.from_json(catalog.get_meta(META_KEY)))
+                          weights=LearnWeights.from_json(catalog.get_meta(META_KEY)), pairs=pairs)
 
 
 # -- reading: the learned list of stage 1 -----------------------------------------------------------

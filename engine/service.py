@@ -29,6 +29,23 @@ RUNNER_IDLE_S = 60.0  # parse workers idle this long are stopped (they hold pars
 NICE = 10            # added to the indexing thread's niceness with the low_priority setting
 
 
+def start_service(engine: Engine, **options) -> IndexService:
+    """Index the engine's folders continuously in the background: a full pass now, then whatever changes.
+
+    Folders are watched live (when the `watch` setting is on), rescanned every
+    `reconcile_interval_min`, and followed when they go offline and come back. Progress,
+    pause and resume go through the returned service; `engine.progress()` shows its snapshot
+    and `engine.close()` stops it. Options go to IndexService (for tests and tools). Calling it
+    again returns the running one.
+    """
+    running = engine.service
+    if isinstance(running, IndexService):
+        return running
+    service = IndexService(engine, **options)
+    service.start()
+    return service
+
+
 class IndexService:
     """Indexes one Engine's folders continuously on a background thread.
 
@@ -79,12 +96,14 @@ class IndexService:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("this IndexService was already started")
+        self.engine.attach_service(self)
         self.queue.request_full("Sift started: changes made while it was not running")
         self._thread = threading.Thread(target=self._main, name="sift-index-service", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop watching and indexing; the batch in flight is cancelled at its next step."""
+        self.engine.detach_service(self)
         with self._lock:
             self._stopping = True
             busy = self._busy

@@ -101,6 +101,16 @@ class Hit:
 
 
 @dataclass(frozen=True, slots=True)
+class PassageContext:
+    """A hit's passage with the text around it on its page, for a preview."""
+
+    text: str
+    focus: tuple[int, int]     # the hit's own passage within `text`
+    page: int | None
+    exact: bool = True         # False: only the snippet was available
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     """A snapshot of indexing progress, cheap to poll from any thread."""
 

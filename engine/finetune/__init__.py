@@ -58,7 +58,7 @@ from engine.finetune.pairs import (
     summarize,
     training_rows,
 )
-from engine.finetune.run import RERANKER_NEGATIVES, run_finetune
+from engine.finetune.run import RERANKER_NEGATIVES, finetune_summary, run_finetune
 from engine.finetune.trainer import SentenceTransformersTrainer, Trainer, resolve_settings
 
 __all__ = [
@@ -88,6 +88,7 @@ __all__ = [
     "cap_per_query",
     "click_pairs",
     "cold_start_pairs",
+    "finetune_summary",
     "gate",
     "heldout_relevance",
     "hits_to_paths",

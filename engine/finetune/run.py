@@ -20,7 +20,7 @@ from engine.catalog import ChunkRow
 from engine.embed import Embedder, bundled_model_dir, pick_device, resolve_model, text_hash
 from engine.errors import Cancelled, SiftError, check_cancel
 from engine.finetune.heldout import EVAL_DEPTH, SearchFn, empty_metrics, gate, heldout_relevance, measure, verdict
-from engine.finetune.options import FinetuneProgress, FinetuneResult, Metrics, TrainOptions, TrainRow, TrainSettings
+from engine.finetune.options import DataSummary, FinetuneProgress, FinetuneResult, Metrics, TrainOptions, TrainRow, TrainSettings
 from engine.finetune import pairs as _pairs  # its minimums read at call time (tests lower them)
 from engine.finetune.pairs import (
     Pair,
@@ -51,6 +51,11 @@ RERANKER_NEGATIVES = 2          # negatives per positive for the cross-encoder (
 STALE_SCRATCH_S = 24 * 3600     # a scratch folder this old belongs to no run in progress
 
 _RUN_LOCK = threading.Lock()
+
+
+def finetune_summary(engine: Engine, options: TrainOptions | None = None) -> DataSummary:
+    """How much the engine's click history holds to learn from, and whether it is enough; loads no model."""
+    return summarize(engine.catalog, options)
 
 
 def run_finetune(engine: Engine, options: TrainOptions, *,

@@ -99,7 +99,12 @@ class ScriptedFinetune:
         self.gates[name].set()
 
     def install(self) -> ScriptedFinetune:
-        for name in ("finetune_summary", "finetune", "adopt_model", "adopt_reranker"):
+        import desktop.finetune_wizard as wizard
+
+        # Fine-tuning is module functions over the engine; the model calls are the engine's.
+        wizard.finetune_summary = lambda _engine, *a, **kw: self.finetune_summary(*a, **kw)
+        wizard.run_finetune = lambda _engine, *a, **kw: self.finetune(*a, **kw)
+        for name in ("adopt_model", "adopt_reranker"):
             setattr(self.engine, name, getattr(self, name))
         return self
 
@@ -185,8 +190,12 @@ def wizard_shots(sift, out: Path, *, suffix: str = "") -> None:
         save(dialog, out, f"settings-models{suffix}")
         dialog.close()
     finally:
-        for name in ("finetune_summary", "finetune", "adopt_model", "adopt_reranker"):
-            engine.__dict__.pop(name, None)  # the stand-ins go; the engine's own methods are back
+        import desktop.finetune_wizard as wizard
+        import engine as engine_package
+
+        wizard.finetune_summary, wizard.run_finetune = engine_package.finetune_summary, engine_package.run_finetune
+        for name in ("adopt_model", "adopt_reranker"):
+            vars(engine).pop(name, None)  # the stand-ins go; the engine's own methods are back
 
 
 def main() -> int:

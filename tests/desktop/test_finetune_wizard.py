@@ -93,8 +93,16 @@ class FakeFinetune:
 
     def install(self, monkeypatch, engine, *, names=("finetune_summary", "finetune", "adopt_model",
                                                      "adopt_reranker", "rollback_model")) -> FakeFinetune:
+        import desktop.finetune_wizard as wizard
+
+        # Fine-tuning is module functions over the engine; the model calls are the engine's.
+        as_functions = {"finetune_summary": "finetune_summary", "finetune": "run_finetune"}
         for name in names:
-            monkeypatch.setattr(engine, name, getattr(self, name), raising=False)
+            if name in as_functions:
+                method = getattr(self, name)
+                monkeypatch.setattr(wizard, as_functions[name], lambda _engine, *a, _m=method, **kw: _m(*a, **kw))
+            else:
+                monkeypatch.setattr(engine, name, getattr(self, name))
         return self
 
     def finetune_summary(self, options=None) -> DataSummary:

@@ -20,9 +20,11 @@ from engine.finetune import (
     Pair,
     TrainOptions,
     click_pairs,
+    finetune_summary,
     gate,
     normalize_query,
     pseudo_query,
+    run_finetune,
     split_by_query,
 )
 from engine.models import embedders_dir, load_card, rerankers_dir
@@ -279,7 +281,7 @@ def test_split_keeps_both_sides_with_two_queries():
 
 def test_too_little_data_is_refused_with_how_many_more(engine):
     click_topics(engine, range(12))
-    summary = engine.finetune_summary()
+    summary = finetune_summary(engine)
     assert (summary.clicks, summary.pairs, summary.queries) == (12, 12, 12)
     assert not summary.enough
     assert summary.min_pairs == finetune.pairs.MIN_PAIRS
@@ -289,14 +291,14 @@ def test_too_little_data_is_refused_with_how_many_more(engine):
     assert more == finetune.pairs.MIN_PAIRS - 12  # one pair per search so far
     trainer = FakeTrainer()
     with pytest.raises(SiftError, match="more searches with an opened result are needed"):
-        engine.finetune(TrainOptions(), trainer=trainer)
+        run_finetune(engine, TrainOptions(), trainer=trainer)
     assert trainer.mined_calls == 0 and not trainer.embedder_rows
     assert folders(engine) == []
 
 
 def test_enough_data_is_summarized(engine, small_minimums):
     click_topics(engine)
-    summary = engine.finetune_summary()
+    summary = finetune_summary(engine)
     assert summary.enough
     assert (summary.pairs, summary.queries, summary.train_queries, summary.heldout_queries) == (36, 36, 24, 12)
     assert summary.message == "36 pairs from 36 searches: 24 searches to learn from, 12 held out to check the result."
@@ -304,9 +306,9 @@ def test_enough_data_is_summarized(engine, small_minimums):
 
 def test_bad_options_are_refused(engine):
     with pytest.raises(SiftError, match="epochs"):
-        engine.finetune_summary(TrainOptions(epochs=0))
+        finetune_summary(engine, TrainOptions(epochs=0))
     with pytest.raises(SiftError, match="held-out fraction"):
-        engine.finetune(TrainOptions(heldout_fraction=1.0), trainer=FakeTrainer())
+        run_finetune(engine, TrainOptions(heldout_fraction=1.0), trainer=FakeTrainer())
 
 
 # -- the gate ------------------------------------------------------------------------------------
@@ -344,7 +346,7 @@ def test_better_models_pass_and_nothing_is_switched(engine, small_minimums):
     before_model, before_reranker = engine.config.model, engine.config.reranker
     trainer = FakeTrainer()
     progress: list[FinetuneProgress] = []
-    result = engine.finetune(TrainOptions(hard_negatives=1), on_progress=progress.append, trainer=trainer)
+    result = run_finetune(engine, TrainOptions(hard_negatives=1), on_progress=progress.append, trainer=trainer)
 
     assert result.improved and result.embedder and result.reranker
     assert result.after.pipeline["ndcg@10"] > result.before.pipeline["ndcg@10"] + 0.3
@@ -390,7 +392,7 @@ def test_a_worse_model_is_refused_and_removed(engine, small_minimums, trained):
     click_topics(engine)
     trained["model"] = NoiseEmbedder(model_id="noise@1")
     trainer = FakeTrainer(reranker_learns=False)
-    result = engine.finetune(TrainOptions(), trainer=trainer)
+    result = run_finetune(engine, TrainOptions(), trainer=trainer)
     assert not result.improved
     assert result.embedder is None and result.reranker is None
     assert "Search model refused: not better" in result.verdict and "reranker refused" in result.verdict
@@ -399,7 +401,7 @@ def test_a_worse_model_is_refused_and_removed(engine, small_minimums, trained):
     assert result.candidates["embedder"] != result.before and "reranker" in result.candidates
     assert folders(engine) == []
     # Its vectors and index file are gone too.
-    assert engine.catalog.conn.execute("SELECT COUNT(*) FROM embeddings WHERE model_id = 'noise@1'").fetchone()[0] == 0
+    assert engine.catalog.vector_count("noise@1") == 0
     assert not list(engine.paths.index_dir.glob("noise@1*"))
     assert engine.config.model == BUNDLED_MODEL
     assert engine.search("dterm3 gauge", limit=1)[0].path.endswith("topic03.txt")
@@ -423,19 +425,19 @@ def test_cancel_leaves_the_old_model_and_no_folder(engine, small_minimums, stage
         monkeypatch.setattr(engine, "prepare_model", prepare)
     config = engine.config
     with pytest.raises(Cancelled):
-        engine.finetune(TrainOptions(), cancel=cancel, trainer=trainer)
+        run_finetune(engine, TrainOptions(), cancel=cancel, trainer=trainer)
     assert engine.config == config
     assert folders(engine) == []
-    assert engine.catalog.conn.execute("SELECT COUNT(*) FROM embeddings WHERE model_id = 'trained@1'").fetchone()[0] == 0
+    assert engine.catalog.vector_count("trained@1") == 0
     assert engine.search("dterm3 gauge", limit=1)[0].path.endswith("topic03.txt")
     # A second run goes through.
-    assert engine.finetune(TrainOptions(train_reranker=False), trainer=FakeTrainer()).embedder is not None
+    assert run_finetune(engine, TrainOptions(train_reranker=False), trainer=FakeTrainer()).embedder is not None
 
 
 def test_no_reranker_option_trains_the_bi_encoder_only(engine, small_minimums):
     click_topics(engine)
     trainer = FakeTrainer()
-    result = engine.finetune(TrainOptions(train_reranker=False, hard_negatives=2), trainer=trainer)
+    result = run_finetune(engine, TrainOptions(train_reranker=False, hard_negatives=2), trainer=trainer)
     assert result.embedder and result.reranker is None and not trainer.reranker_rows
     assert all(len(r.negatives) == 2 for r in trainer.embedder_rows)
     assert set(result.candidates) == {"embedder"}
@@ -447,7 +449,7 @@ def test_a_killed_run_leaves_no_partial_folder_behind(engine, small_minimums):
     leftover = embedders_dir(engine.paths) / ".sift-ft-20261127-2330.partial"
     leftover.mkdir(parents=True)
     (leftover / "model.safetensors").write_bytes(b"half")
-    engine.finetune(TrainOptions(train_reranker=False), trainer=FakeTrainer())
+    run_finetune(engine, TrainOptions(train_reranker=False), trainer=FakeTrainer())
     assert not leftover.exists()
 
 
@@ -470,10 +472,10 @@ def test_cold_start_without_clicks_trains_but_offers_nothing(open_engine, docs):
     e = open_engine()
     e.add_folder(docs)
     e.index()
-    summary = e.finetune_summary(TrainOptions(cold_start=True))
+    summary = finetune_summary(e, TrainOptions(cold_start=True))
     assert summary.enough and "no search with an opened result exists yet" in summary.message
     trainer = FakeTrainer()
-    result = e.finetune(TrainOptions(cold_start=True), trainer=trainer)
+    result = run_finetune(e, TrainOptions(cold_start=True), trainer=trainer)
     assert result.method == "cold-start"
     assert trainer.embedder_rows and all(r.query.startswith("Procedure") for r in trainer.embedder_rows)
     assert not result.improved and result.embedder is None and result.reranker is None
@@ -484,7 +486,7 @@ def test_cold_start_without_clicks_trains_but_offers_nothing(open_engine, docs):
 def test_cold_start_is_checked_on_the_clicks(engine):
     click_topics(engine)
     trainer = FakeTrainer()
-    result = engine.finetune(TrainOptions(cold_start=True, train_reranker=False), trainer=trainer)
+    result = run_finetune(engine, TrainOptions(cold_start=True, train_reranker=False), trainer=trainer)
     assert result.heldout_queries == TOPICS  # every searched query checks it; none is trained on
     assert result.embedder is not None  # the fake "trained" model knows the synonyms
     assert not any("qterm" in r.query for r in trainer.embedder_rows)

@@ -17,6 +17,7 @@ import pytest
 from engine import cli
 from engine.engine import Engine
 from engine.errors import DiskFullError
+from engine.service import start_service
 from engine.vectors import checksum_file
 from tests.helpers import wait_for, write
 
@@ -48,8 +49,9 @@ def test_a_full_catalog_stops_indexing_with_a_clear_error_and_resumes(make_engin
     for i in range(200):
         write(notes / "more" / f"m{i:03}.txt", f"Another note {i} about harbours and ledgers, word{i}z. " * 20)
     # SQLite's own disk-full path: the database may not grow past this many pages.
-    pages = engine.catalog.conn.execute("PRAGMA page_count").fetchone()[0]
-    engine.catalog.conn.execute(f"PRAGMA max_page_count = {pages + 8}")
+    with engine.catalog.transaction() as conn:  # the connection this thread writes with
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages + 8}")
     with pytest.raises(DiskFullError) as caught:
         engine.index()
     message = str(caught.value)
@@ -63,7 +65,8 @@ def test_a_full_catalog_stops_indexing_with_a_clear_error_and_resumes(make_engin
     reopened = make_engine()  # a fresh start on the still-full disk opens and searches as before
     assert top(reopened, QUERIES) == before
     assert set(reopened.vectors().keys().tolist()) == set(reopened.catalog.chunk_ids().tolist())
-    reopened.catalog.conn.execute("PRAGMA max_page_count = 1073741823")  # space freed
+    with reopened.catalog.transaction() as conn:
+        conn.execute("PRAGMA max_page_count = 1073741823")  # space freed
     report = reopened.index()
     assert report.added + len(files_before) == len(reopened.catalog.files()) == 212
     assert set(reopened.vectors().keys().tolist()) == set(reopened.catalog.chunk_ids().tolist())
@@ -284,7 +287,7 @@ def test_file_names_that_are_not_utf8_work_end_to_end(make_engine, docs, monkeyp
     assert raw_name in out.buffer.getvalue()
 
     # Renamed and then deleted while the watcher runs.
-    service = engine.start_service(quiet_s=0.1, max_wait_s=1.0, root_check_s=0.2)
+    service = start_service(engine, quiet_s=0.1, max_wait_s=1.0, root_check_s=0.2)
     try:
         assert service.wait_idle(30)
         renamed = os.fsencode(docs) + b"/na\xefve.txt"

@@ -27,6 +27,7 @@ from engine.models import (
     rerankers_dir,
     save_card,
 )
+from engine.service import start_service
 from tests.helpers import wait_for, write
 
 CAR_DOC = "The automobile engine needs its oil changed every spring before the long trips."
@@ -114,7 +115,7 @@ def consistent(e: Engine) -> bool:
 
 
 def texts(e: Engine) -> int:
-    return e.catalog.conn.execute("SELECT COUNT(DISTINCT text_hash) FROM chunks").fetchone()[0]
+    return len({row.text_hash for row in e.catalog.chunks_by_id(e.catalog.chunk_ids().tolist()).values()})
 
 
 def card(**changes) -> ModelCard:
@@ -271,7 +272,7 @@ def test_chunks_indexed_during_the_prepare_reach_the_new_index(engine, docs, fak
 
 
 def test_the_background_service_follows_the_switch(engine, docs, fakes):
-    service = engine.start_service(watch=False, low_priority=False, quiet_s=0.1, max_wait_s=1.0, root_check_s=0.2,
+    service = start_service(engine, watch=False, low_priority=False, quiet_s=0.1, max_wait_s=1.0, root_check_s=0.2,
                                    retry_s=0.2)
     try:
         assert service.wait_idle(30)

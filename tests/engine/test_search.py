@@ -392,7 +392,8 @@ def test_keyword_search_gives_up_after_its_budget(make_engine, docs, monkeypatch
     e.add_folder(docs)
     e.index()
     assert len(e.catalog.keyword_search('"boiler"', limit=5, budget_s=10)) == 1
-    conn = e.catalog.conn
+    own = e.catalog  # a test of the catalog's own interrupt: its connection is the seam
+    conn = own.conn
 
     class TimeIsUp:
         """threading.Timer whose time runs out while the statement runs: SQLite's progress

@@ -19,6 +19,7 @@ from engine.engine import Engine
 from engine.errors import DiskFullError
 from engine.indexer import Indexer, offline_roots, scan
 from engine.paths import resolve_paths
+from engine.service import start_service
 from engine.watch import DirtyQueue
 from tests.helpers import bump_mtime, wait_for, write
 
@@ -48,7 +49,7 @@ def watched(make_engine, docs):
     engine.add_folder(docs)
 
     def start(**options):
-        service = engine.start_service(**{**FAST, **options})
+        service = start_service(engine, **{**FAST, **options})
         assert service.wait_idle(30), "the first full pass did not finish"
         return service
 
@@ -168,8 +169,7 @@ def test_a_rename_split_across_two_batches_still_reuses_its_vectors(make_engine,
     assert engine.index(paths=[str(docs / "renamed.txt")]).added == 1  # the new one, in the next
     assert fake_embedder.texts_embedded == embedded
     engine.index()  # a full run prunes vectors no chunk uses any more
-    assert engine.catalog.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == \
-        engine.catalog.chunk_count()
+    assert engine.catalog.vector_count() == engine.catalog.chunk_count()
 
 
 # -- the service -----------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def test_changes_made_while_sift_was_not_running_are_found_at_start(make_engine,
     engine.index()
     storm(docs / "meanwhile", create=200, rename=50, delete=30, seed=5)
     (docs / "old.txt").unlink()
-    service = engine.start_service(**FAST)
+    service = start_service(engine, **FAST)
     assert wait_for(lambda: service.full_runs >= 1 and in_sync(engine), timeout=60)
     engine.stop_service()
 
@@ -371,7 +371,7 @@ def test_the_service_keeps_its_parse_workers_between_batches_at_low_priority(mak
     engine.update_config(parse_workers=1)
     engine.add_folder(docs)
     base = os.getpriority(os.PRIO_PROCESS, 0)
-    service = engine.start_service(low_priority=True, **FAST)
+    service = start_service(engine, low_priority=True, **FAST)
     try:
         write(docs / "one.txt", "first batch")
         assert wait_for(lambda: str(docs / "one.txt") in engine.catalog.files(), timeout=60)

@@ -12,7 +12,7 @@ from engine.config import BUNDLED_MODEL
 from engine.embed import SentenceTransformerEmbedder
 from engine.engine import Engine
 from engine.errors import Cancelled
-from engine.finetune import TrainOptions
+from engine.finetune import TrainOptions, run_finetune
 from engine.models import embedders_dir, load_card, rerankers_dir
 from engine.rerank import CrossEncoderReranker
 from tests.helpers import write
@@ -55,7 +55,7 @@ def test_a_tiny_real_run_trains_saves_and_measures(engine, monkeypatch):
     monkeypatch.setattr(finetune.heldout, "GATE_MIN_GAIN", -1.0)
     monkeypatch.setattr(finetune.heldout, "GATE_MAX_LOSS", 1.0)
     stages = []
-    result = engine.finetune(TrainOptions(batch_size=8), on_progress=lambda p: stages.append(p.stage))
+    result = run_finetune(engine, TrainOptions(batch_size=8), on_progress=lambda p: stages.append(p.stage))
     assert {"training", "reranker", "embedding", "evaluating"} <= set(stages)
     assert result.embedder and result.reranker and result.train_seconds > 0
     for m in (result.before, result.after):
@@ -85,7 +85,7 @@ def test_cancel_while_training_for_real_keeps_nothing(engine, monkeypatch):
             cancel.set()
 
     with pytest.raises(Cancelled):
-        engine.finetune(TrainOptions(batch_size=4), on_progress=on_progress, cancel=cancel)
+        run_finetune(engine, TrainOptions(batch_size=4), on_progress=on_progress, cancel=cancel)
     for parent in (embedders_dir(engine.paths), rerankers_dir(engine.paths)):
         assert not parent.exists() or not any(parent.iterdir())
     assert engine.config.model == BUNDLED_MODEL
