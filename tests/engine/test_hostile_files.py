@@ -46,8 +46,12 @@ def after_scan(monkeypatch, swap) -> None:
     monkeypatch.setattr(indexer, "scan_paths", scan_paths)
 
 
+def stored_chunks(engine) -> list:
+    return list(engine.catalog.chunks_by_id(engine.catalog.chunk_ids().tolist()).values())
+
+
 def stored_text(engine) -> str:
-    return "\n".join(r[0] for r in engine.catalog.conn.execute("SELECT text FROM chunks"))
+    return "\n".join(row.text for row in stored_chunks(engine))
 
 
 def index_within(engine, seconds: float, **kwargs):
@@ -211,11 +215,9 @@ def test_a_huge_text_is_capped_and_never_holds_up_the_others(make_engine, docs, 
     bomb = engine.catalog.file(str(docs / "bomb.txt"))
     assert bomb.status == FileStatus.INDEXED
     assert bomb.reason.startswith("too much text")
-    counts = dict(engine.catalog.conn.execute("SELECT f.path, COUNT(*) FROM chunks c JOIN files f ON f.id = c.file_id "
-                                             "GROUP BY f.path").fetchall())
-    counts = {os.fsdecode(k) if isinstance(k, bytes) else k: v for k, v in counts.items()}
+    counts = {path: len(engine.catalog.chunk_ids_of_file(row.id)) for path, row in engine.catalog.files().items()}
     assert max(counts.values()) <= 400
-    chars = engine.catalog.conn.execute("SELECT MAX(c.\"end\") FROM chunks c").fetchone()[0]
+    chars = max(row.end for row in stored_chunks(engine))
     assert chars <= 1024**2
     assert any(p.path == str(docs / "bomb.txt") for p in engine.status().problems)  # shown, with why
 
