@@ -331,7 +331,7 @@ SearchFn = Callable[[str], Sequence[str]]   # a query → document paths in rank
 
 def new_query_scores(search: SearchFn, queries: Mapping[str, str], relevant: Mapping[str, set[str]]) -> dict[str, float]:
     """nDCG@10 and Recall@5 over queries the learning never saw, judged by `relevant`."""
-    from engine.evaluate import ndcg_at_k, recall_at_k
+    from engine.metrics import ndcg_at_k, recall_at_k
 
     rows = []
     for key, text in queries.items():
@@ -343,7 +343,7 @@ def new_query_scores(search: SearchFn, queries: Mapping[str, str], relevant: Map
 
 def refind_scores(search: SearchFn, queries: Mapping[str, str], opened: Mapping[str, set[str]]) -> dict[str, float]:
     """MRR@10 and success@1 of the documents opened for each (rewritten) query."""
-    from engine.evaluate import mrr_at_k
+    from engine.metrics import mrr_at_k
 
     rows = []
     for key, text in queries.items():

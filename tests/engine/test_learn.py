@@ -79,13 +79,19 @@ def test_learning_off_and_nothing_learned_give_exactly_the_unlearned_ranking(mak
     assert {q: engine.search_detailed(q).hits for q in queries} == unlearned
 
 
+
+def _sql(engine, query: str) -> list[tuple]:
+    """Rows of learn's own tables, which these tests check (read in a transaction of the catalog's)."""
+    with engine.catalog.transaction() as conn:
+        return conn.execute(query).fetchall()
+
 def test_a_passage_keeps_its_latest_queries_and_old_opens_fade(make_engine, docs):
     engine = _engine(make_engine, docs)
     hits = engine.search("garden tomatoes")
     garden = next(h for h in hits if h.path.endswith("garden.txt"))
     for n in range(learn.LEARNED_PER_PASSAGE + 5):
         engine.record_click(f"question number{n}", garden, rank=1, shown=hits)
-    rows = engine.catalog.conn.execute("SELECT query FROM learned ORDER BY at").fetchall()
+    rows = _sql(engine, "SELECT query FROM learned ORDER BY at")
     assert len(rows) == learn.LEARNED_PER_PASSAGE
     assert rows[-1][0] == f"question number{learn.LEARNED_PER_PASSAGE + 4}"  # the oldest went
     now = time.time()
@@ -109,7 +115,7 @@ def test_marking_an_open_wrong_forgets_it(make_engine, docs):
     engine.record_click(query, bike, rank=hits.index(bike) + 1, shown=hits)
     assert _paths(engine.search(query))[0] == "bike.txt"
     engine.mark_wrong(query, bike)
-    assert engine.catalog.conn.execute("SELECT count(*) FROM learned").fetchone()[0] == 0
+    assert _sql(engine, "SELECT count(*) FROM learned")[0][0] == 0
     assert engine.catalog.clicks() == []
     assert _paths(engine.search(query)) == _paths(hits)
 
@@ -128,15 +134,14 @@ def test_removing_a_file_or_folder_forgets_its_learned_text_and_vectors(make_eng
         hits = engine.search(query)
         hit = next(h for h in hits if h.path.endswith(name))
         engine.record_click(query, hit, rank=1, shown=hits)
-    count = lambda table: engine.catalog.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: E731
+    count = lambda table: _sql(engine, f"SELECT count(*) FROM {table}")[0][0]  # noqa: E731
     assert count("learned") == 2 and count("learned_vectors") == 2
     assert b"quokkaholiday" in _raw(engine) and b"zanzibarloaf" in _raw(engine)
 
     (docs / "boiler.txt").unlink()  # a file deleted: its learned words and vectors go with it
     engine.index()
     assert count("learned") == 1 and count("learned_vectors") == 1
-    assert engine.catalog.conn.execute(
-        "SELECT count(*) FROM learned_fts WHERE learned_fts MATCH 'quokkaholiday'").fetchone()[0] == 0
+    assert _sql(engine, "SELECT count(*) FROM learned_fts WHERE learned_fts MATCH 'quokkaholiday'")[0][0] == 0
 
     engine.remove_folder(other)  # a folder removed: nothing of it is left in the data files
     assert count("learned") == 0 and count("learned_vectors") == 0
@@ -150,7 +155,7 @@ def test_an_edited_passage_forgets_what_it_learned(make_engine, docs):
     engine.record_click("migrating birds", birds, rank=1, shown=hits)
     write(docs / "birds.txt", "Swifts sleep on the wing.")
     engine.index()
-    assert engine.catalog.conn.execute("SELECT count(*) FROM learned").fetchone()[0] == 0
+    assert _sql(engine, "SELECT count(*) FROM learned")[0][0] == 0
 
 
 def test_history_clear_forgets_every_open_and_all_learned(run_cli, make_engine, docs, home):
@@ -164,7 +169,7 @@ def test_history_clear_forgets_every_open_and_all_learned(run_cli, make_engine, 
     assert code == 0 and "Forgot" in out
     engine = make_engine()
     assert engine.catalog.clicks() == []
-    assert engine.catalog.conn.execute("SELECT count(*) FROM learned").fetchone()[0] == 0
+    assert _sql(engine, "SELECT count(*) FROM learned")[0][0] == 0
     assert b"quokkaholiday" not in _raw(engine)
 
 
@@ -174,7 +179,7 @@ def test_the_learned_column_cannot_inject_fts5_syntax(make_engine, docs):
     hits = engine.search("boiler pressure")
     for query in nasty:
         engine.record_click(query, hits[0], rank=1, shown=hits)
-    stored = [r[0] for r in engine.catalog.conn.execute("SELECT query FROM learned")]
+    stored = [r[0] for r in _sql(engine, "SELECT query FROM learned")]
     assert 'boiler" OR "garden' in stored  # kept as text, never as an expression
     for query in nasty + ["garden", "learned_fts", "boil"]:
         engine.search(query)  # no FTS5 syntax error
