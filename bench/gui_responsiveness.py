@@ -154,7 +154,7 @@ def main() -> int:
             done = QEventLoop()
             first: list[float] = []
 
-            def shown(q, n, done=done, query=query, first=first):
+            def shown(q, n, done=done, query=query, first=first, typed=typed):
                 if q == query:
                     if not first:
                         first.append((time.perf_counter() - typed) * 1000)

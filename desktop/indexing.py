@@ -158,7 +158,7 @@ class Indexer(QObject):
         def finished(outcomes) -> None:
             self._changing = False
             wants_index = False
-            for (fn, done, error, reindex), (ok, value) in zip(batch, outcomes):
+            for (_fn, done, error, reindex), (ok, value) in zip(batch, outcomes):
                 callback = done if ok else error
                 if callback is not None:
                     callback(value)

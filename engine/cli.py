@@ -557,7 +557,7 @@ def _finetune_table(result) -> str:
 
 def _finetune_progress():
     stream, tty = sys.stderr, sys.stderr.isatty()
-    last = [0.0, ""]
+    last: list = [0.0, ""]  # (when, stage) of the last line shown
 
     def show(p) -> None:
         now = time.monotonic()

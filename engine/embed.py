@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -187,7 +187,7 @@ class SentenceTransformerEmbedder:
         self._setup: tuple[str, str, str] | None = None  # (device, backend, precision)
         self._model = None
         self._openvino: _OpenVINOModel | None = None
-        self._tokenizer = None
+        self._tokenizer: Any = None  # tokenizers' fast Tokenizer, made on first use
         self._load_lock = threading.Lock()
         self._use_lock = threading.Lock()  # one encode at a time: torch already uses every core
 

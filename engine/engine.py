@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, cast
 
 from engine import learn
 from engine.catalog import Catalog, catalog_error
@@ -226,11 +226,11 @@ class Engine:
                 try:
                     embedder = self.embedder
                     self._vectors = self.store.rebuild(embedder)
-                    keep = [self.store.save(self._vectors, embedder.model_id)]
+                    kept = [self.store.save(self._vectors, embedder.model_id)]
                 except SiftError as exc:  # no model, a full disk: delete it; it is rebuilt when needed
                     log.warning("could not rebuild the vector index after removing files (%s); deleting it", exc)
-                    self._vectors, keep = None, []
-                self.store.remove_files_except(keep)
+                    self._vectors, kept = None, []
+                self.store.remove_files_except(kept)
         return len(doomed)
 
     # -- models and the vector index -------------------------------------------------------------
@@ -495,7 +495,7 @@ class Engine:
             except ImportError:  # Windows: msvcrt locks a byte range instead
                 import msvcrt
 
-                msvcrt.locking(lock_file.fileno(), msvcrt.LK_NBLCK, 1)
+                msvcrt.locking(lock_file.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
             except OSError:
                 raise SiftError("Another Sift process is indexing these folders right now. "
                                 "Wait for it to finish, or stop it, then try again.") from None
@@ -573,7 +573,7 @@ class Engine:
             return self._serving_pair()
         if pair is None:
             pair = self._pinned.pair = self._serving_pair()
-        return pair
+        return cast("tuple[Embedder, VectorIndex]", pair)
 
     def _serving_pair(self) -> tuple[Embedder, VectorIndex]:
         with self._vectors_lock:  # a switch replaces both under this lock

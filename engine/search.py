@@ -748,7 +748,7 @@ class Searcher:
             if prefetch is not None:
                 prefetch(shown)
         hits = []
-        for key, (best, more) in docs.items():
+        for best, more in docs.values():
             row = rows[best.chunk_id]
             snippet, spans = make_snippet(row.text, query)
             passages = []

@@ -265,6 +265,7 @@ class VectorIndex:
             matches = self._index.search(self._prepare(q)[0], count, exact=count >= size or size <= EXACT_SEARCH_MAX)
             keys = np.array(matches.keys, dtype=np.uint64)
             distances = np.array(matches.distances, dtype=np.float32)
+        similarity: np.ndarray
         if self._dtype == "b1":
             similarity = 1.0 - 2.0 * distances / self._ndim
         else:

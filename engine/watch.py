@@ -9,6 +9,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -126,7 +127,7 @@ class DirtyQueue:
             return self._due_at()
 
     def _due_at(self) -> float | None:
-        if self._first is None:
+        if self._first is None or self._last is None:
             return None
         return min(self._last + self.quiet_s, self._first + self.max_wait_s)
 
@@ -206,10 +207,10 @@ class FolderWatcher:
     means events were lost (an overflow, a failed observer) asks the queue for a full rescan.
     """
 
-    def __init__(self, queue: DirtyQueue, *, ignore: Sequence[str] = ()) -> None:
+    def __init__(self, queue: DirtyQueue, *, ignore: Sequence[str | os.PathLike[str]] = ()) -> None:
         self.queue = queue
         self.ignore = [os.path.abspath(p) for p in ignore]
-        self._observers: dict[str, object] = {}
+        self._observers: dict[str, Any] = {}  # root → watchdog Observer
         self._identity: dict[str, tuple[int, int]] = {}  # device and inode of each watched folder
         self._alarm = _WatchdogAlarm(queue.request_full)
         self._logger = logging.getLogger("watchdog")

@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGING = ROOT / "packaging"
 sys.path.insert(0, str(PACKAGING))
-from version import app_version
+from version import app_version  # noqa: E402 (found through the path set just above)
 
 VENV = ROOT / ".venv-build"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")

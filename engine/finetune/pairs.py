@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.catalog import Catalog, ChunkRow
+from engine.catalog import Catalog, ChunkRow, Click
 from engine.errors import check_cancel
 from engine.finetune.options import DataSummary, TrainOptions, TrainRow
 from engine.rerank import Reranker
@@ -73,7 +73,7 @@ def click_pairs(catalog: Catalog) -> tuple[list[Pair], int]:
     rows = catalog.chunks_by_id(sorted(ids))
     by_hash = _chunks_by_text_hash(catalog, {c.text_hash for c in clicks
                                               if c.chunk_id not in rows or rows[c.chunk_id].text_hash != c.text_hash})
-    resolved: list[tuple[object, str, str, ChunkRow]] = []  # (click, model text, key, current chunk)
+    resolved: list[tuple[Click, str, str, ChunkRow]] = []  # (click, model text, key, current chunk)
     for click in clicks:
         text = parse_query(click.query).text.strip()
         key = normalize_query(text)
@@ -288,7 +288,8 @@ def training_rows(pairs: Sequence[Pair], mined: Mapping[tuple[str, str], Sequenc
     rows = []
     for p in pairs:
         negs: list[str] = []
-        candidates = [(row.text, row.path) for cid in p.negatives if (row := shown.get(cid)) is not None]
+        candidates: list[tuple[str, str | None]] = [(row.text, row.path) for cid in p.negatives
+                                                    if (row := shown.get(cid)) is not None]
         candidates += [(text, pool[text].path if text in pool else None) for text in mined.get((p.query, p.text), ())]
         if pool_texts:
             candidates += [(text, pool[text].path) for text in rng.choices(pool_texts, k=20)]

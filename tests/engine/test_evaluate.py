@@ -281,7 +281,7 @@ def test_sift_eval_json_end_to_end(run, tmp_path, home):
     assert result["collection"] == "tiny" and result["docs"] == 30 and result["queries"] == 6
     assert result["index_s"] >= 0 and result["reranker"] is None
     assert list(result["modes"]) == ["bm25", "dense", "hybrid", "default"]  # no reranker installed: no rerank
-    for mode, m in result["modes"].items():
+    for m in result["modes"].values():
         assert set(m) == {"ndcg@10", "recall@5", "recall@10", "recall@100", "mrr@10", "latency_ms",
                           "relevant_hidden", "relevant_some_weak", "no_good"}
         assert all(0.0 <= m[k] <= 1.0 for k in m if k != "latency_ms")
