@@ -414,7 +414,8 @@ def cmd_rebuild(engine: Engine, args) -> int:
         if line is not None:
             line.done()
     _print_rebuilt(done)
-    _print_report(report)
+    if report is not None:  # None: the background service indexes the new catalog itself
+        _print_report(report)
     return EXIT_OK
 
 

@@ -96,7 +96,7 @@ def _readable_rows(source: sqlite3.Connection, table: str, columns: list[str]) -
     rows: dict[object, tuple] = {}
     try:
         source.execute(f"SELECT rowid FROM {table} LIMIT 0")
-        orders = (f"SELECT rowid, {names} FROM {table} ORDER BY rowid",
+        orders: tuple[str, ...] = (f"SELECT rowid, {names} FROM {table} ORDER BY rowid",
                   f"SELECT rowid, {names} FROM {table} ORDER BY rowid DESC")
     except sqlite3.Error:  # WITHOUT ROWID: one pass in key order
         orders = (f"SELECT NULL, {names} FROM {table}",)
