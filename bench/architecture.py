@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from tests.test_architecture import engine_import_graph, find_cycle  # noqa: E402 (the test's graph, one home)
 
 SOURCE_DIRS = ("engine", "desktop", "bench")
 
@@ -43,77 +44,6 @@ def module_sizes(top: int = 15) -> list[tuple[int, str]]:
         for path in (ROOT / folder).rglob("*.py"):
             sizes.append((len(path.read_text(encoding="utf-8").splitlines()), str(path.relative_to(ROOT))))
     return sorted(sizes, reverse=True)[:top]
-
-
-def engine_imports() -> dict[str, set[str]]:
-    """module → engine modules it imports (at run time, lazily or under TYPE_CHECKING alike)."""
-    graph: dict[str, set[str]] = defaultdict(set)
-    for path in (ROOT / "engine").rglob("*.py"):
-        rel = path.relative_to(ROOT).with_suffix("")
-        parts = list(rel.parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        name = ".".join(parts)
-        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        graph[name]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
-                # `from pkg import module` depends on that module; the package's own face is
-                # imported first by Python itself, which is no edge of the design.
-                subs = [f"{base}.{a.name}" for a in node.names]
-                targets = subs if all(_is_module(s) for s in subs) else [base, *subs]
-            else:
-                continue
-            graph[name].update(t for t in targets if t == "engine" or t.startswith("engine."))
-    modules = set(graph)
-    return {m: {t for t in deps if t in modules and t != m} for m, deps in graph.items()}
-
-
-def _is_module(name: str) -> bool:
-    path = ROOT.joinpath(*name.split("."))
-    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan); the package face
-    `engine` is left out, since every module is reached through it."""
-    graph = {m: {t for t in d if t != "engine"} for m, d in graph.items() if m != "engine"}
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on: set[str] = set()
-    out: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on.add(v)
-        for w in graph.get(v, ()):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return out
 
 
 def click_walk() -> tuple[list[str], int, int]:
@@ -209,10 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     print("largest modules (lines):")
     for n, where in module_sizes():
         print(f"  {n:5} {where}")
-    found = cycles(engine_imports())
-    print(f"import cycles in engine: {len(found)}")
-    for comp in found:
-        print("  " + " ↔ ".join(comp))
+    cycle = find_cycle(engine_import_graph())
+    print("import cycle in engine: " + (" → ".join(cycle) if cycle else "none"))
     if args.walk:
         stops, files, returns = click_walk()
         print(f"a click to a training pair: {len(stops)} stops in {files} files, {returns} returns to a file already left")

@@ -46,7 +46,6 @@ import os
 import random
 import resource
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
@@ -59,7 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine import learn
 from engine.embed import pick_device
 from engine.engine import Engine
-from engine.evaluate import _configure, _prepare_keep, hits_to_ids, load_beir, score_run, write_corpus
+from engine.evaluate import hits_to_ids, load_beir, open_collection
+from engine.metrics import score_run
 from engine.search import _STOPWORDS
 from engine.types import Hit
 
@@ -174,17 +174,9 @@ def run(folder: str, *, keep: str | None, protocol: str, finetune: bool, epochs:
     collection = load_beir(folder, limit_queries=limit_queries)
     log(f"{collection.name}: {len(collection.corpus):,} documents, {len(collection.queries):,} judged queries.")
     with ExitStack() as stack:
-        if keep is not None:
-            work = Path(keep).expanduser().resolve()
-            _prepare_keep(work, collection.name)
-        else:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sift-ft-bench-")))
-        corpus_dir = work / "corpus"
-        by_name = write_corpus(collection.corpus, corpus_dir)
+        engine, _, by_name = open_collection(stack, collection, keep=keep, prefix="sift-ft-bench-")
+        corpus_dir = Path(engine.config.folders[0])
         paths_by_doc = {doc_id: os.path.abspath(corpus_dir / name) for name, doc_id in by_name.items()}
-        engine = Engine.open(work / "home")
-        stack.callback(engine.close)
-        _configure(engine, corpus_dir, None)
         engine.update_config(learn_from_clicks=True)
         engine.set_learning(learn.LearnWeights())
         t = time.perf_counter()

@@ -248,6 +248,30 @@ def _configure(engine: Engine, corpus_dir: Path, settings: Config | None) -> Non
     engine.update_config(folders=(corpus,), exclude=(), include_hidden=True, **changes)
 
 
+def open_collection(stack: ExitStack, collection: Collection, *, keep: str | os.PathLike | None = None,
+                    home: str | os.PathLike | None = None, settings: Config | None = None,
+                    embedder: Embedder | None = None, log: Callable[[str], None] | None = None,
+                    prefix: str = "sift-eval-") -> tuple[Engine, Path, dict[str, str]]:
+    """(engine, its home, file name → doc id): the collection's corpus written as text files and
+    an engine searching them alone, in `keep` (kept for a re-run) or in a temporary folder that
+    `stack` removes, the engine closed first. `home`: a Sift home to use instead of one made there
+    (the user's `settings` are copied only into a home made here)."""
+    if keep is not None:
+        work = Path(keep).expanduser().resolve()
+        _prepare_keep(work, collection.name)
+    else:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    home_dir = Path(home).expanduser().resolve() if home is not None else work / "home"
+    corpus_dir = work / "corpus"
+    if log is not None:
+        log(f"Writing the corpus to {corpus_dir} …")
+    by_name = write_corpus(collection.corpus, corpus_dir)
+    engine = Engine.open(home_dir, embedder=embedder)
+    stack.callback(engine.close)  # closed before the temporary folder is removed
+    _configure(engine, corpus_dir, settings if home is None else None)
+    return engine, home_dir, by_name
+
+
 def _default_log(message: str) -> None:
     import sys
 
@@ -275,19 +299,8 @@ def evaluate(folder: str | os.PathLike, *, modes: Sequence[str] | None = None,
     collection = load_beir(folder, limit_queries=limit_queries)
     log(f"{collection.name}: {len(collection.corpus):,} documents, {len(collection.queries):,} judged queries.")
     with ExitStack() as stack:
-        if keep is not None:
-            work = Path(keep).expanduser().resolve()
-            _prepare_keep(work, collection.name)
-        else:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sift-eval-")))
-        home_dir = Path(home).expanduser().resolve() if home is not None else work / "home"
-        corpus_dir = work / "corpus"
-        log(f"Writing the corpus to {corpus_dir} …")
-        by_name = write_corpus(collection.corpus, corpus_dir)
-
-        engine = Engine.open(home_dir, embedder=embedder)
-        stack.callback(engine.close)  # closed before the temporary folder is removed
-        _configure(engine, corpus_dir, settings if home is None else None)
+        engine, home_dir, by_name = open_collection(stack, collection, keep=keep, home=home, settings=settings,
+                                                    embedder=embedder, log=log)
         if modes is None:
             modes = [m for m in MODES if m != "rerank" or engine.reranker_available]
         elif "rerank" in modes and not engine.reranker_available:

@@ -118,17 +118,11 @@ def fake_embedder() -> FakeEmbedder:
 @pytest.fixture
 def make_engine(home, fake_embedder):
     """Engines over the test's home with the fake embedder; parsing in-process for speed."""
-    opened: list[Engine] = []
+    from tests.helpers import Engines
 
-    def make(**config) -> Engine:
-        engine = Engine.open(home, embedder=fake_embedder)
-        engine.update_config(**{"parse_workers": 0, **config})
-        opened.append(engine)
-        return engine
-
+    make = Engines(home, embedder=fake_embedder)
     yield make
-    for engine in opened:
-        engine.close()
+    make.close()
 
 
 @pytest.fixture

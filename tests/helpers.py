@@ -27,3 +27,31 @@ def wait_for(condition, timeout: float = 30.0, interval: float = 0.02) -> bool:
             return True
         time.sleep(interval)
     return bool(condition())
+
+
+class Engines:
+    """Opens engines over one test's home, parsing in-process for speed; `close()` closes them all."""
+
+    def __init__(self, home: Path, **open_options) -> None:
+        self.home, self.open_options = home, open_options
+        self.opened: list = []
+
+    def __call__(self, **config):
+        from engine.engine import Engine
+
+        engine = Engine.open(self.home, **self.open_options)
+        engine.update_config(**{"parse_workers": 0, **config})
+        self.opened.append(engine)
+        return engine
+
+    def indexed(self, folder: Path, **config):
+        """A new engine searching `folder`, indexed."""
+        engine = self(**config)
+        engine.add_folder(folder)
+        engine.index()
+        return engine
+
+    def close(self) -> None:
+        for engine in self.opened:
+            engine.close()
+

@@ -14,10 +14,9 @@ from desktop.app import SingleInstance
 from desktop.opener import open_commands, reveal_commands
 from desktop.settings import index_size
 from desktop.status import StatusLine
-from engine import Engine
 from engine.embed import FakeEmbedder
 from tests.desktop.conftest import WAIT_MS, search
-from tests.helpers import write
+from tests.helpers import Engines, write
 
 # -- folders and settings --------------------------------------------------------------------------
 
@@ -112,8 +111,7 @@ def test_progress_advances_and_indexing_can_pause_and_resume(qtbot, home, docs, 
     for i in range(12):
         write(docs / f"note-{i:02d}.txt", f"Note {i}: the quarterly report for region {i} is due on Friday.")
     embedder = GatedEmbedder()
-    engine = Engine.open(home, embedder=embedder)
-    engine.update_config(parse_workers=0)
+    engine = Engines(home, embedder=embedder)()
     engine.add_folder(docs)
     try:
         sift = make_sift(engine, index=False, use_service=use_service)

@@ -14,6 +14,7 @@ from desktop.highlight import to_html
 from engine import Engine, ModelError, SiftError
 from engine.embed import FakeEmbedder
 from tests.desktop.conftest import WAIT_MS, search
+from tests.helpers import Engines
 
 LIMESCALE = "remove limescale from the coffee machine"
 
@@ -60,8 +61,7 @@ class ThreadCheckingEmbedder(FakeEmbedder):
 
 def test_engine_work_never_runs_on_the_gui_thread(qtbot, home, make_sift):
     embedder = ThreadCheckingEmbedder()
-    engine = Engine.open(home, embedder=embedder)
-    engine.update_config(parse_workers=0)
+    engine = Engines(home, embedder=embedder)()
     try:
         sift = make_sift(engine)
         assert sift.window.warm == "ready" and not sift.window.banner.isVisible()
@@ -257,8 +257,7 @@ def test_while_indexing_holds_the_model_keyword_results_show_first(qtbot, home, 
     for i in range(3):
         write(docs / f"boiler-{i}.txt", f"Boiler service note {i}: bleed the radiators before winter.")
     embedder = BusyModelEmbedder()
-    engine = Engine.open(home, embedder=embedder)
-    engine.update_config(parse_workers=0)
+    engine = Engines(home, embedder=embedder)()
     engine.add_folder(docs)
     try:
         sift = make_sift(engine, use_service=False)  # indexed once, the model free

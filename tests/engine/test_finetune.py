@@ -29,7 +29,7 @@ from engine.finetune import (
 )
 from engine.models import embedders_dir, load_card, rerankers_dir
 from engine.types import Hit
-from tests.helpers import write
+from tests.helpers import Engines, write
 
 TOPICS = 36   # one document per topic; its query uses a word only a trained model links to it
 
@@ -125,7 +125,6 @@ def trained() -> dict[str, FakeEmbedder]:
 
 @pytest.fixture
 def open_engine(home, trained):
-    opened: list[Engine] = []
     base = VocabEmbedder("base@1")
 
     def factory(value: str) -> FakeEmbedder:
@@ -137,15 +136,9 @@ def open_engine(home, trained):
             return trained["model"]
         raise ModelError(f"no such model {value!r}")
 
-    def make() -> Engine:
-        e = Engine.open(home, embedder_factory=factory)
-        e.update_config(parse_workers=0)
-        opened.append(e)
-        return e
-
+    make = Engines(home, embedder_factory=factory)
     yield make
-    for e in opened:
-        e.close()
+    make.close()
 
 
 def topic_text(i: int) -> str:
@@ -159,10 +152,7 @@ def engine(open_engine, docs):
         write(docs / f"topic{i:02}.txt", topic_text(i))
     for i in range(20):
         write(docs / "other" / f"note{i:02}.txt", f"Garden note {i}: tomatoes beans and the compost heap.")
-    e = open_engine()
-    e.add_folder(docs)
-    e.index()
-    return e
+    return open_engine.indexed(docs)
 
 
 def chunk_of(e: Engine, name: str):

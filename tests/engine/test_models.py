@@ -28,7 +28,7 @@ from engine.models import (
     save_card,
 )
 from engine.service import start_service
-from tests.helpers import wait_for, write
+from tests.helpers import Engines, wait_for, write
 
 CAR_DOC = "The automobile engine needs its oil changed every spring before the long trips."
 DOCS = {
@@ -74,22 +74,15 @@ def fakes() -> dict[str, VocabEmbedder]:
 
 @pytest.fixture
 def open_engine(home, fakes):
-    opened: list[Engine] = []
 
     def factory(value: str) -> FakeEmbedder:
         if value not in fakes:
             raise ModelError(f"no such model {value!r}")
         return fakes[value]
 
-    def make() -> Engine:
-        e = Engine.open(home, embedder_factory=factory)
-        e.update_config(parse_workers=0)
-        opened.append(e)
-        return e
-
+    make = Engines(home, embedder_factory=factory)
     yield make
-    for e in opened:
-        e.close()
+    make.close()
 
 
 @pytest.fixture
@@ -98,10 +91,7 @@ def engine(open_engine, docs):
         write(docs / name, text)
     for i in range(30):
         write(docs / "notes" / f"note{i:02}.txt", f"Garden note {i}: tomatoes, beans and compost heap number {i}.")
-    e = open_engine()
-    e.add_folder(docs)
-    e.index()
-    return e
+    return open_engine.indexed(docs)
 
 
 def car_score(e: Engine) -> float:
