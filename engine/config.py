@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import write_json
 from engine.errors import ConfigError
 
 SCHEMA_VERSION = 2
@@ -177,13 +176,4 @@ def save_config(path: Path, config: Config) -> None:
     """Write settings atomically: a crash leaves the old file or the new one, never half."""
     config.validate()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(config_to_dict(config), f, indent=2, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, config_to_dict(config))

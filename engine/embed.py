@@ -51,6 +51,19 @@ def preload_openvino() -> None:
         log.info("openvino is installed but does not import: %s", exc)
 
 
+def quiet_offline_transformers() -> None:
+    """Before transformers loads a local model (embedder, reranker, trainer): a local folder never
+    needs the hub, so nothing may try to reach it, and nothing of transformers' prints."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
 # Tokens a model adds around every input ([CLS] … [SEP]); chunks leave room for them.
 SPECIAL_TOKENS = 2
 
@@ -252,18 +265,11 @@ class SentenceTransformerEmbedder:
         return self._model
 
     def _load(self):
-        # A local folder never needs the hub; make sure nothing tries to reach it.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
             with _no_collector_pauses():
-                import transformers
+                quiet_offline_transformers()
                 from sentence_transformers import SentenceTransformer
 
-                transformers.logging.set_verbosity_error()
-                transformers.logging.disable_progress_bar()
                 device, backend, precision = self._resolve()
                 import torch
 

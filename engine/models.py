@@ -7,11 +7,11 @@ import json
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from engine.atomic import write_json
 from engine.config import BUNDLED_MODEL, Config
 from engine.paths import Paths
 
@@ -107,16 +107,7 @@ def save_card(folder: Path, card: ModelCard) -> None:
     """Write `folder/sift-card.json` atomically (a crash leaves the old card or the new one)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".sift-card-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(dataclasses.asdict(card), f, indent=2, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / CARD_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(folder / CARD_FILE, dataclasses.asdict(card))
 
 
 def load_card(folder: Path) -> ModelCard | None:

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -17,9 +16,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from engine.atomic import write_json
 from engine.embed import (
     cpu_supports_bf16,
     pick_device,
+    quiet_offline_transformers,
     torch_threads,
     weights_fingerprint,
 )
@@ -121,14 +122,10 @@ class CrossEncoderReranker:
     def model(self):
         with self._lock:
             if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 try:
-                    import transformers
+                    quiet_offline_transformers()
                     from sentence_transformers import CrossEncoder
 
-                    transformers.logging.set_verbosity_error()
-                    transformers.logging.disable_progress_bar()
                     model = CrossEncoder(str(self.folder), device=pick_device(self._device_pref),
                                          max_length=self.max_tokens, local_files_only=True,
                                          trust_remote_code=False)
@@ -252,14 +249,7 @@ def _write_speed_cache(path: Path | None, key: str, speed: tuple[float, float]) 
     data[key] = [round(speed[0], 4), round(speed[1], 4)]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".rerank-speed-", suffix=".json", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=1)
-            os.replace(tmp, path)
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json(path, data, indent=1)
     except OSError as exc:  # a read-only or full disk: calibrate again next start
         log.warning("could not save the reranker's speed to %s: %s", path, exc)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
+from engine.embed import quiet_offline_transformers
 from engine.errors import check_cancel
 from engine.finetune.options import TrainOptions, TrainRow, TrainSettings
 from engine.rerank import CrossEncoderReranker, Reranker
@@ -42,17 +42,6 @@ class Trainer(Protocol):
                        settings: TrainSettings, report: Report, cancel: threading.Event) -> None: ...
 
     def reranker(self, folder: Path, *, device: str) -> Reranker: ...
-
-
-def _quiet_transformers() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
 
 
 def _progress_callback(report: Report, cancel: threading.Event):
@@ -110,7 +99,7 @@ class SentenceTransformersTrainer:
     def mine_negatives(self, *, model: Path, pairs: Sequence[tuple[str, str]], corpus: Sequence[str],
                        cross_encoder: Path | None, count: int, settings: TrainSettings,
                        vectors: Mapping[str, np.ndarray] | None = None) -> dict[tuple[str, str], list[str]]:
-        _quiet_transformers()
+        quiet_offline_transformers()
         import torch
         from datasets import Dataset
         from sentence_transformers import CrossEncoder, SentenceTransformer
@@ -152,7 +141,7 @@ class SentenceTransformersTrainer:
 
     def train_embedder(self, *, base: Path, rows: Sequence[TrainRow], target: Path, settings: TrainSettings,
                        report: Report, cancel: threading.Event) -> None:
-        _quiet_transformers()
+        quiet_offline_transformers()
         import torch
         from datasets import Dataset
         from sentence_transformers import (
@@ -189,7 +178,7 @@ class SentenceTransformersTrainer:
 
     def train_reranker(self, *, base: Path, fresh_head: bool, rows: Sequence[TrainRow], target: Path,
                        settings: TrainSettings, report: Report, cancel: threading.Event) -> None:
-        _quiet_transformers()
+        quiet_offline_transformers()
         import torch
         from datasets import Dataset
         from sentence_transformers import (

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "kill_index.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "kill_harness.py"
 
 
 def test_random_kills_leave_a_consistent_catalog(tmp_path):
