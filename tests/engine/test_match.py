@@ -86,7 +86,7 @@ def test_calibration_scale_follows_the_model_not_a_constant():
 
 
 def test_is_good_weighs_keyword_rarity(engine):
-    judge = engine._searcher.judge
+    judge = MatchJudge(engine.catalog)
     weights = judge.keyword_weights(["espresso", "zebra"], {"espresso": 1, "zebra": 1})
     assert weights["zebra"] > weights["espresso"] > 0, "a word the index never saw weighs the most"
     cal = Calibration(model_id="x", chunks=3, floor=0.0, ceiling=1.0)
