@@ -556,7 +556,7 @@ def test_mining_reports_the_librarys_batches_and_stop_ends_it_between_two(engine
     trainer = BarMiningTrainer(stop_after=3, cancel=cancel)
     seen: list[FinetuneProgress] = []
     with pytest.raises(Cancelled):
-        engine.finetune(TrainOptions(), cancel=cancel, trainer=trainer, on_progress=seen.append)
+        run_finetune(engine, TrainOptions(), cancel=cancel, trainer=trainer, on_progress=seen.append)
     assert trainer.batches == 3 and not trainer.trained
     mining = [p for p in seen if p.stage == "mining" and p.total == 100]
     assert [p.done for p in mining] == [0, 1, 2, 3]
