@@ -205,7 +205,13 @@ class SiftApp(QObject):
         self.warmed.emit(True)
 
     def _warm_failed(self, exc: BaseException) -> None:
-        self.window.set_warm("failed", str(exc))
+        if isinstance(exc, CatalogDamagedError):
+            # The catalog, not the model: no "model could not be loaded" banner; the status check
+            # offers the rebuild, after which the model warms up again.
+            self.window.set_warm("ready")
+            self.indexer.refresh_status()
+        else:
+            self.window.set_warm("failed", str(exc))
         self.warmed.emit(False)
 
     def shutdown(self) -> None:
@@ -357,6 +363,7 @@ class SiftApp(QObject):
         where = f"; the damaged one is kept as {done.damaged}" if done.damaged else ""
         self.window.show_message(f"Sift started a new catalog{where}.")
         self.damage_box = None  # damage found again later is offered again
+        self.warm_up()
 
     def _window_closing(self, event: QCloseEvent) -> None:
         if self._quitting:
