@@ -7,14 +7,12 @@ import sqlite3
 
 from engine import CatalogDamagedError
 from tests.desktop.conftest import WAIT_MS, search
-from tests.engine.test_catalog_damage import MARKER, corrupt_page_holding
+from tests.engine.test_catalog_damage import MARKER, corrupt_page_holding, write_notes
 from tests.helpers import write
 
 
 def test_the_app_reports_a_damaged_catalog_and_rebuilds_it(qtbot, make_sift, make_engine, docs, home):
-    for i in range(40):
-        extra = f" {MARKER} " if i == 17 else " "
-        write(docs / f"note-{i:02}.txt", f"Note {i} about descaling espresso machines{extra}topic{i}. " * 20)
+    write_notes(docs)
     engine = make_engine()
     engine.add_folder(docs)
     engine.index()

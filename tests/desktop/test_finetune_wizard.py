@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import pytest
 from PySide6.QtCore import Qt
@@ -173,6 +174,19 @@ def train(qtbot, wizard: FinetuneWizard, fake: FakeFinetune) -> None:
 
 # -- the pages -----------------------------------------------------------------------------------------
 
+
+
+@contextmanager
+def settings_dialog(qtbot, engine):
+    """The Settings dialog over `engine` with its own Tasks; closed and its workers joined after."""
+    tasks = Tasks()
+    dialog = SettingsDialog(engine, Indexer(engine, tasks, use_service=False), Prefs(engine.paths.config))
+    qtbot.addWidget(dialog)
+    try:
+        yield dialog, tasks
+    finally:
+        dialog.close()
+        tasks.shutdown()
 
 def test_too_little_data_disables_next_and_says_how_many_more_searches(qtbot, monkeypatch, engine, make_wizard):
     fake = FakeFinetune(summary(enough=False, pairs=240, queries=90), cold=cold_summary(queries=90)).install(
@@ -376,11 +390,7 @@ def test_settings_models_tab_rolls_back_in_one_click(qtbot, monkeypatch, engine,
     infos = [ModelInfo(kind="embedder", name=folder.name, value=str(folder), active=True, previous=False, card=card),
              ModelInfo(kind="embedder", name="all-MiniLM-L6-v2", value=BUNDLED_MODEL, active=False, previous=True)]
     monkeypatch.setattr(engine, "models", lambda: infos, raising=False)
-    tasks = Tasks()
-    indexer = Indexer(engine, tasks, use_service=False)
-    dialog = SettingsDialog(engine, indexer, Prefs(engine.paths.config))
-    qtbot.addWidget(dialog)
-    try:
+    with settings_dialog(qtbot, engine) as (dialog, tasks):
         dialog.show()
         tab = dialog.models_tab
         with qtbot.waitSignal(tab.loaded, timeout=WAIT_MS):
@@ -396,9 +406,6 @@ def test_settings_models_tab_rolls_back_in_one_click(qtbot, monkeypatch, engine,
         assert threading.main_thread().name not in fake.threads
         assert "model" not in dialog.changes()  # Save will not switch back to what was rolled back from
         qtbot.waitUntil(tasks.is_idle, timeout=WAIT_MS)
-    finally:
-        dialog.close()
-        tasks.shutdown()
 
 
 def test_adopt_then_roll_back_through_the_real_engine(qtbot, monkeypatch, home, tmp_path):
@@ -550,11 +557,7 @@ def test_settings_forget_what_was_learned_in_one_click(qtbot, make_engine, docs)
     engine.index()
     hits = engine.search("boiler gauge")
     engine.record_click("boiler gauge", hits[0], rank=1, shown=hits)
-    tasks = Tasks()
-    indexer = Indexer(engine, tasks, use_service=False)
-    dialog = SettingsDialog(engine, indexer, Prefs(engine.paths.config))
-    qtbot.addWidget(dialog)
-    try:
+    with settings_dialog(qtbot, engine) as (dialog, tasks):
         dialog.show()
         assert dialog.learn.isChecked()
         with qtbot.waitSignal(dialog.learningForgotten, timeout=WAIT_MS):
@@ -563,9 +566,6 @@ def test_settings_forget_what_was_learned_in_one_click(qtbot, make_engine, docs)
         dialog.learn.setChecked(False)
         assert dialog.changes() == {"learn_from_clicks": False}
         qtbot.waitUntil(tasks.is_idle, timeout=WAIT_MS)
-    finally:
-        dialog.close()
-        tasks.shutdown()
 
 
 # -- issue 19: what a new user tripped over -------------------------------------------------------------

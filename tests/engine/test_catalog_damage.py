@@ -14,12 +14,17 @@ from tests.helpers import write
 MARKER = "zanzibarquokka"
 
 
-@pytest.fixture
-def indexed(make_engine, docs, home):
-    """40 indexed notes (one with MARKER), two opened results; the engine closed again."""
+def write_notes(docs) -> None:
+    """40 notes about descaling; note-17 alone holds MARKER (the page a test corrupts)."""
     for i in range(40):
         extra = f" {MARKER} " if i == 17 else " "
         write(docs / f"note-{i:02}.txt", f"Note {i} about descaling espresso machines{extra}topic{i}. " * 20)
+
+
+@pytest.fixture
+def indexed(make_engine, docs, home):
+    """40 indexed notes (one with MARKER), two opened results; the engine closed again."""
+    write_notes(docs)
     engine = make_engine()
     engine.add_folder(docs)
     engine.index()
