@@ -287,12 +287,18 @@ class LearnedBox(QWidget):
 
     def start_measuring(self) -> None:
         engine = self.w.engine
-        self.previous = engine.learning_summary().weights
+
+        def measure() -> tuple[LearnWeights, TuneReport]:  # the catalog is read on the worker, not here
+            return engine.learning_summary().weights, engine.tune_learning(adopt=True)
+
         self.measure.setEnabled(False)
         self.message.setText("Measuring on searches kept aside…")
         self.message.show()
-        self.w.tasks.run(lambda: engine.tune_learning(adopt=True), done=self.show_report, error=self._failed,
-                         name="measure learning")
+        self.w.tasks.run(measure, done=self._measured, error=self._failed, name="measure learning")
+
+    def _measured(self, result: tuple[LearnWeights, TuneReport]) -> None:
+        self.previous, report = result
+        self.show_report(report)
 
     def show_report(self, report: TuneReport) -> None:
         self.measure.setEnabled(True)
