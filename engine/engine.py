@@ -124,12 +124,20 @@ class Engine:
 
     def _new_searcher(self) -> None:
         """What reads the catalog for searches: made again when the catalog is replaced (rebuild)."""
-        self._learned = learn.Learned(self.catalog, learn.LearnWeights.from_json(self.catalog.get_meta(learn.META_KEY)))
+        self._learned = self._stored_learned()
         self._searcher = Searcher(catalog=self.catalog, embedder=lambda: self._serving()[0],
                                   vectors=lambda: self._serving()[1],
                                   reranker=lambda: self.reranker(), roots=self.roots,
-                                  precise_index=lambda: self._config.vector_dtype in ("f16", "f32"),
+                                  precise_index=self._precise_index,
                                   learned=lambda: self._learned if self._config.learn_from_clicks else None)
+
+    def _stored_learned(self) -> learn.Learned:
+        """The learned side of search with the weights kept in the catalog."""
+        return learn.Learned(self.catalog, learn.LearnWeights.from_json(self.catalog.get_meta(learn.META_KEY)))
+
+    def _precise_index(self) -> bool:
+        """Whether the serving index holds vectors precise enough that stage 1 need not rescore."""
+        return self._config.vector_dtype in ("f16", "f32")
 
     @classmethod
     def open(cls, home: str | os.PathLike | None = None, *, embedder: Embedder | None = None,
@@ -689,7 +697,7 @@ class Engine:
         source: list[learn.Learned] = []
         searcher = Searcher(catalog=self.catalog, embedder=lambda: embedder, vectors=lambda: index,
                             reranker=lambda: self.reranker(), roots=self.roots,
-                            precise_index=lambda: self._config.vector_dtype in ("f16", "f32"),
+                            precise_index=self._precise_index,
                             learned=lambda: source[-1])
 
         def make_search(weights: learn.LearnWeights, exclude: frozenset[str]):
@@ -740,7 +748,7 @@ class Engine:
             return done, None
         report = self.index(on_progress=on_progress)
         relearn_from_clicks(self.catalog)
-        self._learned = learn.Learned(self.catalog, learn.LearnWeights.from_json(self.catalog.get_meta(learn.META_KEY)))
+        self._learned = self._stored_learned()
         return done, report
 
     def status(self) -> StatusReport:

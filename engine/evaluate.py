@@ -28,6 +28,7 @@ from engine.config import Config
 from engine.embed import Embedder
 from engine.engine import Engine
 from engine.errors import SiftError
+from engine.match import GOOD
 from engine.metrics import NDCG_AT, distinct, score_run
 from engine.types import Hit, IndexReport, Progress
 
@@ -370,7 +371,7 @@ def _run_mode(engine: Engine, collection: Collection, by_name: Mapping[str, str]
         hits = engine.search(text, limit=DEPTH, mode=search_mode, literal=True)
         seconds.append(time.perf_counter() - t)
         run[qid] = hits_to_ids(hits, by_name)
-        weak[qid] = set(hits_to_ids([h for h in hits if h.match != "good"], by_name))
+        weak[qid] = set(hits_to_ids([h for h in hits if h.match != GOOD], by_name))
         if time.perf_counter() - last_note > 10 and n < len(collection.queries):
             last_note = time.perf_counter()
             log(f"  {mode}: {n}/{len(collection.queries)} queries …")

@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.catalog import Catalog, ChunkFilter
 from engine.embed import Embedder
+from engine.metrics import distinct, mrr_at_k, ndcg_at_k, recall_at_k, success_at_k
 
 log = logging.getLogger(__name__)
 
@@ -331,25 +332,21 @@ SearchFn = Callable[[str], Sequence[str]]   # a query → document paths in rank
 
 def new_query_scores(search: SearchFn, queries: Mapping[str, str], relevant: Mapping[str, set[str]]) -> dict[str, float]:
     """nDCG@10 and Recall@5 over queries the learning never saw, judged by `relevant`."""
-    from engine.metrics import ndcg_at_k, recall_at_k
-
     rows = []
     for key, text in queries.items():
         grades = {p: 1 for p in relevant[key]}
-        ranking = list(dict.fromkeys(search(text)))
+        ranking = distinct(search(text))
         rows.append((ndcg_at_k(ranking, grades, 10), recall_at_k(ranking, grades, 5)))
     return {"ndcg@10": _mean(r[0] for r in rows), "recall@5": _mean(r[1] for r in rows)}
 
 
 def refind_scores(search: SearchFn, queries: Mapping[str, str], opened: Mapping[str, set[str]]) -> dict[str, float]:
     """MRR@10 and success@1 of the documents opened for each (rewritten) query."""
-    from engine.metrics import mrr_at_k
-
     rows = []
     for key, text in queries.items():
         grades = {p: 1 for p in opened[key]}
-        ranking = list(dict.fromkeys(search(text)))
-        rows.append((mrr_at_k(ranking, grades, 10), 1.0 if ranking[:1] and ranking[0] in opened[key] else 0.0))
+        ranking = distinct(search(text))
+        rows.append((mrr_at_k(ranking, grades, 10), success_at_k(ranking, grades, 1)))
     return {"mrr@10": _mean(r[0] for r in rows), "success@1": _mean(r[1] for r in rows)}
 
 

@@ -148,7 +148,7 @@ class MatchJudge:
         """Each keyword's weight: its IDF in this catalog times its count in the query."""
         bound = self.catalog.chunk_id_bound()
         sample = bound > RARITY_SAMPLE
-        n = min(bound, RARITY_SAMPLE) if sample else bound
+        n = min(bound, RARITY_SAMPLE)
         out = {}
         for w in keywords[:KEYWORD_MAX_WORDS]:
             df = self.catalog.count_matches('"' + w.replace('"', '""') + '"', cap=n,

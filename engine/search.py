@@ -153,8 +153,12 @@ class Query:
             required = " AND ".join(phrases)
             expr = f"({expr}) AND {required}" if parts else required
         if self.excluded:
-            expr = f"({expr}) NOT ({' OR '.join(_quote(x) for x in self.excluded)})"
+            expr = f"({expr}) NOT ({self.exclusions()})"
         return expr
+
+    def exclusions(self) -> str:
+        """The FTS5 expression matching any excluded word ('' when none is)."""
+        return " OR ".join(_quote(x) for x in self.excluded)
 
     def required(self) -> str | None:
         """The FTS5 expression every hit must match (its phrases, none of its exclusions); None: no constraint."""
@@ -162,7 +166,7 @@ class Query:
             return None
         expr = " AND ".join(_quote(p) for p in self.phrases)
         if self.excluded:
-            expr = f"({expr}) NOT ({' OR '.join(_quote(x) for x in self.excluded)})"
+            expr = f"({expr}) NOT ({self.exclusions()})"
         return expr
 
 
@@ -492,10 +496,7 @@ class Searcher:
                 cands.setdefault(cid, _Candidate(cid)).learned = value
             timings["learned"] = (time.perf_counter() - t) * 1000
         cands = self._constrained(query, cands)
-        rows = self.catalog.chunks_by_id(list(cands))
-        ranked = [c for c in cands.values() if c.chunk_id in rows]
-        _fuse(ranked, rows, learned.weight if learned is not None else 0.0)
-        ranked.sort(key=lambda c: (-c.fused, c.chunk_id))
+        ranked, rows = self._fused(cands, learned.weight if learned is not None else 0.0)
         if learned is not None and learned.feedback and q is not None and ranked:
             t = time.perf_counter()
             ranked, rows = self._feedback(query, q, ranked, rows, cands, learned.weight)
@@ -544,9 +545,18 @@ class Searcher:
             allowed = self.catalog.matching_ids(query.required() or "", among=cands)
             cands = {cid: c for cid, c in cands.items() if cid in allowed}
         elif query.excluded:
-            banned = self.catalog.matching_ids(" OR ".join(_quote(x) for x in query.excluded), among=cands)
+            banned = self.catalog.matching_ids(query.exclusions(), among=cands)
             cands = {cid: c for cid, c in cands.items() if cid not in banned}
         return cands
+
+    def _fused(self, cands: dict[int, _Candidate],
+               learned_weight: float) -> tuple[list[_Candidate], dict[int, ChunkRow]]:
+        """The candidates still in the catalog in fused order (best first), and their rows."""
+        rows = self.catalog.chunks_by_id(list(cands))
+        ranked = [c for c in cands.values() if c.chunk_id in rows]
+        _fuse(ranked, rows, learned_weight)
+        ranked.sort(key=lambda c: (-c.fused, c.chunk_id))
+        return ranked, rows
 
     def _feedback(self, query: Query, q: np.ndarray, ranked: list[_Candidate], rows: dict[int, ChunkRow],
                   cands: dict[int, _Candidate],
@@ -576,11 +586,7 @@ class Searcher:
             cands.setdefault(cid, _Candidate(cid)).keyword_rank = rank
         cands = self._constrained(query, {cid: c for cid, c in cands.items()
                                           if c.dense_rank or c.keyword_rank or c.learned})
-        rows = self.catalog.chunks_by_id(list(cands))
-        ranked = [c for c in cands.values() if c.chunk_id in rows]
-        _fuse(ranked, rows, learned_weight)
-        ranked.sort(key=lambda c: (-c.fused, c.chunk_id))
-        return ranked, rows
+        return self._fused(cands, learned_weight)
 
     def _feedback_terms(self, query: Query, texts: Sequence[str]) -> list[str]:
         """The feedback passages' most telling words not in the query: share of each passage × rarity."""

@@ -15,6 +15,7 @@ import numpy as np
 from engine.catalog import Catalog, ChunkRow, Click
 from engine.errors import check_cancel
 from engine.finetune.options import DataSummary, TrainOptions, TrainRow
+from engine.learn import normalize_query  # one query for the split as for learning
 from engine.rerank import Reranker
 from engine.search import parse_query
 
@@ -45,11 +46,6 @@ class Pair:
     text_hash: str
     path: str
     negatives: tuple[int, ...] = ()   # chunk ids
-
-
-def normalize_query(text: str) -> str:
-    """Case and spacing folded: "Rent  Due" and "rent due" are one query for the split."""
-    return " ".join(text.casefold().split())
 
 
 def _chunks_by_text_hash(catalog: Catalog, hashes: Iterable[str]) -> dict[str, list[ChunkRow]]:
