@@ -60,7 +60,7 @@ from engine.embed import pick_device
 from engine.engine import Engine
 from engine.evaluate import hits_to_ids, load_beir, open_collection
 from engine.metrics import score_run
-from engine.search import _STOPWORDS
+from engine.search import STOPWORDS
 from engine.types import Hit
 
 SEED = 42
@@ -196,7 +196,7 @@ def run(folder: str, *, keep: str | None, protocol: str, finetune: bool, epochs:
                                          by_name, paths_by_doc, protocol=protocol)
         log(f"{protocol} user: {clicks:,} opens ({wrong} wrong) on {len(opened)} of {len(user_ids)} searches "
             f"in {time.perf_counter() - t:.1f} s.")
-        refind = {q: learn.rewrite_query(collection.queries[q], seed=SEED, stopwords=_STOPWORDS) for q in opened}
+        refind = {q: learn.rewrite_query(collection.queries[q], seed=SEED, stopwords=STOPWORDS) for q in opened}
         refind = {q: text for q, text in refind.items() if text.strip()}
         refind_qrels = {q: {d: 1 for d in opened[q]} for q in refind}
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from engine.engine import Engine
 from engine.errors import Cancelled, CatalogDamagedError, SiftError
+from engine.match import GOOD
 from engine.models import NO_RERANKER, ModelInfo, model_name
 from engine.paths import resolve_paths
 from engine.repair import set_aside_catalog
@@ -128,13 +129,13 @@ def _print_hits(hits: Sequence[Hit], *, why: bool = False, query: str | None = N
         print("No results.")
         return
     if query is not None:
-        good = [h for h in hits if h.match == "good"]
-        weak = [h for h in hits if h.match != "good"]
+        good = [h for h in hits if h.match == GOOD]
+        weak = [h for h in hits if h.match != GOOD]
         if not good:
             print(f"No good matches for \u201c{query}\u201d; the closest:")
         hits = good + weak
     for i, hit in enumerate(hits, 1):
-        if query is not None and i > 1 and hit.match != "good" and hits[i - 2].match == "good":
+        if query is not None and i > 1 and hit.match != GOOD and hits[i - 2].match == GOOD:
             print(f"── {DIVIDER} ──")
         where = f" (page {hit.page})" if hit.page is not None else ""
         print(f"{i:>2}. {shown(hit.path)}{where}  [{sort_score(hit):.4f}]")

@@ -48,7 +48,7 @@ from engine.rerank import (
     import_reranker,
 )
 from engine.search import (
-    _STOPWORDS,
+    STOPWORDS,
     RERANK_MAX_TOKENS,
     Searcher,
     SearchResult,
@@ -706,7 +706,7 @@ class Engine:
                                 for p in (h.path, *h.duplicates)]
 
         try:
-            report = learn.tune(self.catalog, make_search, stopwords=_STOPWORDS, on_step=on_step)
+            report = learn.tune(self.catalog, make_search, stopwords=STOPWORDS, on_step=on_step)
         finally:
             searcher.close()
         if adopt and report.enough:

@@ -182,10 +182,7 @@ class _Run:
         engine = self.engine
         self.learned = engine.learned_view(exclude_keys=frozenset(self.queries))
         baseline = _searcher(engine, engine.embedder, engine.vectors(), engine.reranker(), self.learned)
-        try:
-            return self.measure(_search_fn(baseline), "baseline", "Measuring the current models: {d}/{t} searches")
-        finally:
-            baseline.close()
+        return self.measure(baseline, "baseline", "Measuring the current models: {d}/{t} searches")
 
     def mining(self, settings: TrainSettings) -> tuple[list[TrainRow], list[TrainRow]]:
         """(rows with the reranker's negatives, rows with the bi-encoder's): shown-not-opened and
@@ -249,8 +246,8 @@ class _Run:
 
     def evaluate_embedder(self, emb: _Candidate, embedder: Embedder, index: VectorIndex, before: Metrics) -> None:
         """The new bi-encoder (with the current reranker, if any) measured and gated."""
-        search = _search_fn(_searcher(self.engine, embedder, index, self.engine.reranker(), self.learned))
-        emb.metrics = self.measure(search, "evaluating", "Measuring the new search model: {d}/{t}")
+        searcher = _searcher(self.engine, embedder, index, self.engine.reranker(), self.learned)
+        emb.metrics = self.measure(searcher, "evaluating", "Measuring the new search model: {d}/{t}")
         emb.passed, emb.why = gate(before, emb.metrics) if self.measurable else (False, "")
         save_card(emb.folder, dataclasses.replace(emb.card, after=emb.metrics.as_dict()))
 
@@ -279,7 +276,7 @@ class _Run:
                          heldout_queries=len(self.queries))
         folder = self.candidates.publish(partial, card)
         new_reranker = self.trainer.reranker(folder, device=config.device)
-        metrics = self.measure(_search_fn(_searcher(engine, kept[0], kept[1], new_reranker, self.learned)), "evaluating",
+        metrics = self.measure(_searcher(engine, kept[0], kept[1], new_reranker, self.learned), "evaluating",
                                "Measuring the new reranker: {d}/{t}")
         passed, why = gate(kept_metrics, metrics, stages=("pipeline",)) if self.measurable else (False, "")
         save_card(folder, dataclasses.replace(card, after=metrics.as_dict()))
@@ -308,11 +305,15 @@ class _Run:
                               train_seconds=round(self.train_seconds, 1), method=self.method, candidates=measured,
                               tried=tried)
 
-    def measure(self, search: SearchFn, stage: str, message: str) -> Metrics:
-        if not self.queries:
-            return empty_metrics()
-        return measure(search, self.queries, self.qrels, cancel=self.cancel,
-                       on_query=lambda d, t: self.report(stage, d, t, message.format(d=d, t=t)))
+    def measure(self, searcher: Searcher, stage: str, message: str) -> Metrics:
+        """The held-out measures through `searcher`, closed after (its keyword thread and connection)."""
+        try:
+            if not self.queries:
+                return empty_metrics()
+            return measure(_search_fn(searcher), self.queries, self.qrels, cancel=self.cancel,
+                           on_query=lambda d, t: self.report(stage, d, t, message.format(d=d, t=t)))
+        finally:
+            searcher.close()
 
 
 # -- what the stages share ------------------------------------------------------------------------

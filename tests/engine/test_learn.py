@@ -8,7 +8,7 @@ import time
 from bench.finetune_lift import MAX_OPENS, realistic_opens
 from engine import learn
 from engine.catalog import ChunkFilter
-from engine.search import _STOPWORDS
+from engine.search import STOPWORDS
 from tests.helpers import write
 
 TOPICS = {
@@ -216,9 +216,9 @@ def test_old_opens_are_learned_when_the_catalog_is_upgraded(home, fake_embedder)
 
 def test_rewrites_are_deterministic_and_drop_a_third_of_the_content_words():
     text = "what is the effect of the boundary layer on heat transfer in supersonic flow"
-    again = learn.rewrite_query(text, seed=42, stopwords=_STOPWORDS)
-    assert again == learn.rewrite_query(text, seed=42, stopwords=_STOPWORDS)
-    content = [w for w in text.split() if w not in _STOPWORDS]
+    again = learn.rewrite_query(text, seed=42, stopwords=STOPWORDS)
+    assert again == learn.rewrite_query(text, seed=42, stopwords=STOPWORDS)
+    content = [w for w in text.split() if w not in STOPWORDS]
     assert len(again.split()) == len(content) - len(content) // 3
     assert set(again.split()) < set(content) and "the" not in again.split()
 
@@ -238,7 +238,7 @@ def test_tuning_never_adopts_weights_that_make_new_searches_worse(make_engine, d
         return search
 
     _, opened = learn.history(engine.catalog)
-    report = learn.tune(engine.catalog, hurting, stopwords=_STOPWORDS)
+    report = learn.tune(engine.catalog, hurting, stopwords=STOPWORDS)
     assert report.enough and report.weights.weight == 0.0
     assert report.after["new ndcg@10"] == report.before["new ndcg@10"]
     assert "not used" in report.message
