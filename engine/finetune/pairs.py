@@ -140,10 +140,13 @@ def _queries(pairs: Iterable[Pair]) -> int:
     return len({p.key for p in pairs})
 
 
-def summarize(catalog: Catalog, options: TrainOptions | None = None) -> DataSummary:
-    """What can be trained on now, in numbers and one sentence; reads the catalog only."""
+def summarize(catalog: Catalog, options: TrainOptions | None = None, *,
+              history: tuple[list[Pair], int] | None = None) -> DataSummary:
+    """What can be trained on now, in numbers and one sentence; reads the catalog only.
+
+    history: click_pairs(catalog) when the caller has read it already."""
     options = (options or TrainOptions()).validate()
-    pairs, clicks = click_pairs(catalog)
+    pairs, clicks = history if history is not None else click_pairs(catalog)
     queries = _queries(pairs)
     if options.cold_start:
         chunks = catalog.chunk_count()

@@ -158,10 +158,11 @@ class _Run:
         """The pairs to train on and the held-out queries with what was opened for each."""
         engine, options = self.engine, self.options
         self.report("data", 0, 1, "Reading your search history …")
-        summary = summarize(engine.catalog, options)
+        history = click_pairs(engine.catalog)  # read once: the summary and the pairs both need it
+        summary = summarize(engine.catalog, options, history=history)
         if not summary.enough:
             raise SiftError(summary.message)
-        pairs, _ = click_pairs(engine.catalog)
+        pairs, _ = history
         if options.cold_start:
             heldout = pairs  # none of them is trained on
             train = cold_start_pairs(engine.catalog, seed=options.seed, teacher=engine.reranker(), cancel=self.cancel)
