@@ -132,7 +132,7 @@ def _print_hits(hits: Sequence[Hit], *, why: bool = False, query: str | None = N
         good = [h for h in hits if h.match == GOOD]
         weak = [h for h in hits if h.match != GOOD]
         if not good:
-            print(f"No good matches for \u201c{query}\u201d; the closest:")
+            print(f"No good matches for \u201c{shown(query)}\u201d; the closest:")
         hits = good + weak
     for i, hit in enumerate(hits, 1):
         if query is not None and i > 1 and hit.match != GOOD and hits[i - 2].match == GOOD:

@@ -197,3 +197,11 @@ def test_search_brackets_the_score_the_list_is_sorted_by(capsys):
     _print_hits([hit("a", 0.30, 0.0328), hit("b", 0.053, 0.0320), hit("c", 0.104, 0.0310)])
     scores = [float(x) for x in re.findall(r"\[(\d+\.\d+)\]", capsys.readouterr().out)]
     assert scores == [0.0328, 0.032, 0.031]
+
+
+def test_a_query_with_control_characters_is_printed_escaped(run, three, tmp_path):
+    queries = tmp_path / "queries.txt"
+    queries.write_text("xyzzy\x1b[31mqqq \u202eflurbgast\n", encoding="utf-8")
+    code, out, _ = run("search", "--queries", str(queries))
+    assert code == 0 and "\x1b" not in out and "\u202e" not in out
+    assert "No good matches for \u201cxyzzy\\x1b[31mqqq \\u202eflurbgast\u201d" in out
