@@ -157,3 +157,30 @@ def test_labels_hold_for_another_model_and_every_precision(home, docs, fake_embe
     assert labels["crowded"]["xyzzyqqq flurbgast"] and all(m == "weak" for _, m in labels["crowded"]["xyzzyqqq flurbgast"])
     assert labels["crowded"] == labels["fake"], "the same documents good and weak whatever the model's cosine scale"
     assert [m for _, m in labels["fake"]["espresso machine descaling"]].count("good") == 1
+
+
+def test_labels_hold_after_a_fine_tuned_model_is_adopted(home, docs, fake_embedder):
+    """Adopting a trained model (here a toy whose cosines sit in [0.7, 1]) measures its own
+    calibration: gibberish stays without a good match and the matching document stays good."""
+    from engine.config import BUNDLED_MODEL
+    from engine.models import embedders_dir
+    from tests.helpers import Engines
+
+    trained = CrowdedEmbedder(fake_embedder)
+    make = Engines(home, embedder_factory=lambda value: fake_embedder if value == BUNDLED_MODEL else trained)
+    try:
+        write(docs / "coffee.txt", ESPRESSO)
+        write(docs / "bike.txt", BIKE)
+        write(docs / "birds.txt", BIRDS)
+        e = make.indexed(docs)
+        before = {q: {(h.path, h.match) for h in e.search(q)} for q in QUERIES}
+        folder = embedders_dir(e.paths) / "sift-ft-20261203-1500"
+        folder.mkdir(parents=True)
+        e.adopt_model(str(folder))
+        assert e.embedder.model_id == trained.model_id
+        after = {q: {(h.path, h.match) for h in e.search(q)} for q in QUERIES}
+        assert set(e._searcher.judge._calibrations) >= {fake_embedder.model_id, trained.model_id}
+        assert all(m == "weak" for _, m in after["xyzzyqqq flurbgast"])
+        assert after == before
+    finally:
+        make.close()
