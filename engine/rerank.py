@@ -82,7 +82,13 @@ class Reranker(Protocol):
     @property
     def model_id(self) -> str: ...
 
-    def score(self, query: str, passages: Sequence[str]) -> np.ndarray: ...
+    def plan(self) -> RerankPlan:
+        """How many candidates the next rerank scores, and the truncation (0: its own setting)."""
+        ...
+
+    def score(self, query: str, passages: Sequence[str], *, max_tokens: int | None = None) -> np.ndarray:
+        """Scores for (query, passage) pairs, each cut to max_tokens (None: its own setting)."""
+        ...
 
 
 class CrossEncoderReranker:

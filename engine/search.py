@@ -61,12 +61,11 @@ RRF_K = 30
 DENSE_WEIGHT = 1.2
 KEYWORD_WEIGHT = 1.0
 
-# Stage 2: a cross-encoder over this many fused candidates, passages cut to RERANK_MAX_TOKENS,
-# unless the reranker plans its own depth and truncation from its measured speed (rerank.py's
-# budget), which CrossEncoderReranker does. Budget ≈ 1 s on a 2-core CPU. Measured here with a MiniLM-L6 cross-encoder (the size of
+# Stage 2: a cross-encoder over as many fused candidates as the reranker's plan() says, passages
+# cut to RERANK_MAX_TOKENS unless the plan fits depth and truncation to its measured speed
+# (rerank.py's budget), which CrossEncoderReranker does. Budget ≈ 1 s on a 2-core CPU. Measured here with a MiniLM-L6 cross-encoder (the size of
 # ms-marco-MiniLM-L6-v2), query + passage: 100 × 256 tokens 3.6 s, 30 × 256 1.05 s, 50 × 128
 # 0.83 s, 30 × 128 0.49 s. 256 tokens hold a whole 200-token chunk and the query.
-RERANK_DEPTH = 30
 RERANK_MAX_TOKENS = 256
 RERANK_CACHE_SIZE = 20_000
 
@@ -518,12 +517,8 @@ class Searcher:
         depth = tokens = 0
         if reranker is not None and ranked:
             t = time.perf_counter()
-            plan = getattr(reranker, "plan", None)
-            if callable(plan):
-                chosen = plan()
-                depth, tokens = chosen.depth, chosen.max_tokens
-            else:
-                depth = RERANK_DEPTH
+            plan = reranker.plan()
+            depth, tokens = plan.depth, plan.max_tokens
             head = ranked[:depth]
             self._rerank(reranker, query.text or raw, head, rows, tokens)
             head.sort(key=lambda c: (-(c.rerank or 0.0), -c.fused))
@@ -718,8 +713,7 @@ class Searcher:
         todo = [c for c in cands if (reranker.model_id, tokens, text, c.chunk_id) not in self._rerank_cache]
         if todo:
             passages = [rows[c.chunk_id].text for c in todo]
-            scores = (reranker.score(text, passages, max_tokens=tokens) if tokens
-                      else reranker.score(text, passages))
+            scores = reranker.score(text, passages, max_tokens=tokens or None)
             for c, s in zip(todo, scores):
                 self._rerank_cache[(reranker.model_id, tokens, text, c.chunk_id)] = float(s)
             while len(self._rerank_cache) > RERANK_CACHE_SIZE:

@@ -9,6 +9,7 @@ import pytest
 
 from desktop.search import SearchController
 from desktop.tasks import Tasks
+from engine.rerank import RerankPlan
 from engine.engine import Engine
 from tests.desktop.conftest import WAIT_MS
 from tests.helpers import write
@@ -24,7 +25,10 @@ class SlowReranker:
         self.calls = 0
         self.fail = fail
 
-    def score(self, query: str, passages) -> np.ndarray:
+    def plan(self) -> RerankPlan:
+        return RerankPlan(depth=30, max_tokens=0)
+
+    def score(self, query: str, passages, *, max_tokens=None) -> np.ndarray:
         self.calls += 1
         if not self.gate.wait(WAIT_MS / 1000):
             raise TimeoutError("the test never opened the gate")

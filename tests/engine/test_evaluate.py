@@ -21,6 +21,7 @@ from engine.evaluate import (
     load_beir,
     write_corpus,
 )
+from engine.rerank import RerankPlan
 from engine.metrics import (
     mrr_at_k,
     ndcg_at_k,
@@ -340,7 +341,10 @@ class WordOverlapReranker:
 
     model_id = "overlap@1"
 
-    def score(self, query, passages):
+    def plan(self):
+        return RerankPlan(depth=30, max_tokens=0)
+
+    def score(self, query, passages, *, max_tokens=None):
         words = set(query.lower().split())
         return np.array([len(words & set(p.lower().split())) for p in passages], dtype=np.float32)
 

@@ -27,6 +27,7 @@ from engine.finetune import (
     run_finetune,
     split_by_query,
 )
+from engine.rerank import RerankPlan
 from engine.models import embedders_dir, load_card, rerankers_dir
 from engine.types import Hit
 from tests.helpers import Engines, write
@@ -66,7 +67,10 @@ class OverlapReranker:
         self.model_id = model_id
         self.synonyms = synonyms or {}
 
-    def score(self, query: str, passages):
+    def plan(self) -> RerankPlan:
+        return RerankPlan(depth=30, max_tokens=0)
+
+    def score(self, query: str, passages, *, max_tokens=None):
         words = {self.synonyms.get(w, w) for w in query.lower().split()}
         return np.array([len(words & set(p.lower().split())) - 1.0 for p in passages], dtype=np.float32)
 

@@ -10,6 +10,7 @@ import pytest
 
 from engine import catalog, search
 from engine.catalog import ChunkFilter, ChunkRow
+from engine.rerank import RerankPlan
 from engine.errors import SiftError
 from engine.search import _Candidate, _fuse, make_snippet, parse_query
 from tests.filemaker import make_pdf
@@ -242,7 +243,10 @@ class WordOverlapReranker:
     def __init__(self):
         self.calls = 0
 
-    def score(self, query, passages):
+    def plan(self):
+        return RerankPlan(depth=30, max_tokens=0)
+
+    def score(self, query, passages, *, max_tokens=None):
         self.calls += 1
         words = set(query.lower().split())
         return np.array([len(words & set(p.lower().replace(".", " ").split())) - 1.5 for p in passages], np.float32)
@@ -328,8 +332,6 @@ def test_rerank_speed_is_cached_on_disk_and_follows_observed_speed(tmp_path):
 
 
 def test_search_uses_the_rerankers_plan_and_caches_per_truncation(engine, monkeypatch):
-    from engine.rerank import RerankPlan
-
     class Planned(WordOverlapReranker):
         def __init__(self):
             super().__init__()
