@@ -40,6 +40,7 @@ Prints; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -160,6 +161,35 @@ def measure(engine: Engine, heldout: Mapping[str, str], heldout_qrels, refind: M
     return out
 
 
+def move_passage_vectors(engine: Engine) -> None:
+    """`--learned-dense moved`: the variant of the learned dense side that moves each learned
+    passage's vector toward its queries, normalize(p + mean of its learned query vectors), instead
+    of keeping one vector per learned query. Measured against the kept memory; not in the engine."""
+    original = learn.Learned._load
+    moved: dict[tuple, learn._Memory] = {}
+
+    def load(self: learn.Learned, embedder):
+        memory = original(self, embedder)
+        key = (embedder.model_id, memory.stamp)
+        if key not in moved:
+            vectors = memory.vectors.copy()
+            rows: dict[tuple[int, str], list[int]] = {}
+            for n, passage in enumerate(memory.passages):
+                rows.setdefault(passage, []).append(n)
+            for (file_id, text_hash), members in rows.items():
+                ids = [c for c, row in engine.catalog.chunks_by_id(engine.catalog.chunk_ids_of_file(file_id)).items()
+                       if row.text_hash == text_hash]
+                found, vecs = engine.catalog.chunk_vectors(embedder.model_id, ids[:1])
+                if not len(found) or vecs.shape[1] != vectors.shape[1]:
+                    continue
+                target = vecs[0] + memory.vectors[members].mean(axis=0)
+                vectors[members] = target / max(float(np.linalg.norm(target)), 1e-9)
+            moved[key] = dataclasses.replace(memory, vectors=vectors)
+        return moved[key]
+
+    learn.Learned._load = load  # type: ignore[method-assign]
+
+
 def peak_rss_mb() -> float:
     """This process's and its (finished) children's peak resident memory, MiB (Linux reports KiB)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -169,7 +199,7 @@ def peak_rss_mb() -> float:
 
 
 def run(folder: str, *, keep: str | None, protocol: str, finetune: bool, epochs: int | None,
-        train_reranker: bool, limit_queries: int | None) -> dict:
+        train_reranker: bool, limit_queries: int | None, learned_dense: str = "memory") -> dict:
     started = time.perf_counter()
     collection = load_beir(folder, limit_queries=limit_queries)
     log(f"{collection.name}: {len(collection.corpus):,} documents, {len(collection.queries):,} judged queries.")
@@ -177,6 +207,8 @@ def run(folder: str, *, keep: str | None, protocol: str, finetune: bool, epochs:
         engine, _, by_name = open_collection(stack, collection, keep=keep, prefix="sift-ft-bench-")
         corpus_dir = Path(engine.config.folders[0])
         paths_by_doc = {doc_id: os.path.abspath(corpus_dir / name) for name, doc_id in by_name.items()}
+        if learned_dense == "moved":
+            move_passage_vectors(engine)
         engine.update_config(learn_from_clicks=True)
         engine.set_learning(learn.LearnWeights())
         t = time.perf_counter()
@@ -211,7 +243,7 @@ def run(folder: str, *, keep: str | None, protocol: str, finetune: bool, epochs:
         method = "instant" if engine.learning_summary().weights.weight > 0 else "unchanged"
 
         result: dict = {
-            "protocol": protocol, "collection": collection.name, "docs": len(collection.corpus),
+            "protocol": protocol, "learned_dense": learned_dense, "collection": collection.name, "docs": len(collection.corpus),
             "queries": len(collection.queries), "user_queries": len(user_ids), "heldout_queries": len(heldout),
             "refind_queries": len(refind), "clicks": clicks, "wrong_opens": wrong,
             "pairs": engine.learning_summary().pairs,
@@ -255,8 +287,11 @@ def _finetune(engine: Engine, *, epochs: int | None, train_reranker: bool) -> di
                 "embedder": None, "reranker": None}
     t = time.perf_counter()
     last = [0.0]
+    stages: list[tuple[str, float]] = []   # (stage, peak RSS so far when it began), in order
 
     def progress(p) -> None:
+        if not stages or stages[-1][0] != p.stage:
+            stages.append((p.stage, peak_rss_mb()))
         if time.perf_counter() - last[0] > 20:
             last[0] = time.perf_counter()
             eta = f", about {math.ceil(p.eta_s)} s left" if p.eta_s else ""
@@ -264,8 +299,13 @@ def _finetune(engine: Engine, *, epochs: int | None, train_reranker: bool) -> di
 
     r = run_finetune(engine, options, on_progress=progress)
     log(r.verdict)
-    return {"offered": r.improved, "verdict": r.verdict, "pairs": r.pairs, "train_seconds": r.train_seconds,
+    # The peak while a stage ran is the peak at the start of the next one (ru_maxrss only rises).
+    ends = [*(peak for _, peak in stages[1:]), peak_rss_mb()]
+    by_stage = [[stage, end] for (stage, _), end in zip(stages, ends, strict=True)]
+    log(f"peak RSS (MiB) at the end of each stage: {by_stage}")
+    return {"offered": r.improved, "peak_rss_mb_by_stage": by_stage, "verdict": r.verdict, "pairs": r.pairs, "train_seconds": r.train_seconds,
             "seconds": round(time.perf_counter() - t, 1), "embedder": r.embedder, "reranker": r.reranker,
+            "mix": r.mix, "mixes": {f"{a:g}": m.as_dict() for a, m in r.mixes.items()},
             "heldout_before": r.before.as_dict(), "candidates": {k: m.as_dict() for k, m in r.candidates.items()}}
 
 
@@ -298,10 +338,14 @@ def main() -> int:
     parser.add_argument("--finetune", action="store_true", help="also run the bi-encoder fine-tune and its gate")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--no-reranker", action="store_true", help="with --finetune: train the bi-encoder only")
+    parser.add_argument("--learned-dense", choices=("memory", "moved"), default="memory",
+                        help="the learned dense side: a vector per learned query (Sift's) or, for comparison, "
+                             "the passage's vector moved toward its queries")
     parser.add_argument("--limit-queries", type=int, metavar="N", help="only the first N judged queries")
     args = parser.parse_args()
     result = run(args.dir, keep=args.keep, protocol=args.clicks, finetune=args.finetune, epochs=args.epochs,
-                 train_reranker=not args.no_reranker, limit_queries=args.limit_queries)
+                 train_reranker=not args.no_reranker, limit_queries=args.limit_queries,
+                 learned_dense=args.learned_dense)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
 

@@ -88,7 +88,9 @@ class FinetuneResult:
     `after` equals `before`). `tried` is the system with every trained candidate, passed or not
     (what the new models measured, for showing). `candidates` holds each measurement the gates
     compared: "embedder" (new bi-encoder, current reranker) and "reranker" (the bi-encoder kept,
-    new reranker). `embedder`/`reranker` are set only for what passed its gate."""
+    new reranker). `embedder`/`reranker` are set only for what passed its gate. `mix`: the share of
+    the trained weights in the bi-encoder measured as "embedder" (the rest the base model's),
+    chosen on the held-out searches among `mixes` (share → what it measured)."""
 
     before: Metrics
     after: Metrics
@@ -102,6 +104,8 @@ class FinetuneResult:
     method: str = "clicks"
     candidates: dict[str, Metrics] = field(default_factory=dict)
     tried: Metrics | None = None
+    mix: float = 1.0
+    mixes: dict[float, Metrics] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

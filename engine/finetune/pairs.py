@@ -274,14 +274,20 @@ def cold_start_pairs(catalog: Catalog, *, limit: int = COLD_START_MAX_PAIRS, see
 
 def training_rows(pairs: Sequence[Pair], mined: Mapping[tuple[str, str], Sequence[str]],
                    pool: Mapping[str, ChunkRow], shown: Mapping[int, ChunkRow], *, count: int,
-                   seed: int) -> list[TrainRow]:
-    """Rows with exactly `count` negatives each: shown-not-opened first, then mined ones from other
-    documents than those opened for the query; an easy (random) pool passage fills any gap."""
+                   seed: int, opened: Iterable[Pair] = ()) -> list[TrainRow]:
+    """Rows with exactly `count` negatives each: shown-not-opened first, then mined ones; an easy
+    (random) pool passage fills any gap. Never a negative: a passage of a document opened for the
+    row's query, nor of a document opened for any query of `opened` (the whole click history,
+    held-out searches too): what the user opened is what they care about, so pushing the model
+    away from it teaches the wrong thing, and on sparse judgments it is often relevant anyway."""
     opened_paths: dict[str, set[str]] = {}
     opened_texts: dict[str, set[str]] = {}
     for p in pairs:
         opened_paths.setdefault(p.key, set()).add(p.path)
         opened_texts.setdefault(p.key, set()).add(p.text)
+    history = list(opened)
+    ever_paths = {p.path for p in history}
+    ever_texts = {p.text for p in history}
     rng = random.Random(seed)
     pool_texts = sorted(pool)
     rows = []
@@ -295,8 +301,11 @@ def training_rows(pairs: Sequence[Pair], mined: Mapping[tuple[str, str], Sequenc
         for text, path in candidates:
             if len(negs) >= count:
                 break
-            if text not in negs and text not in opened_texts[p.key] and (path is None or path not in opened_paths[p.key]):
-                negs.append(text)
+            if text in negs or text in opened_texts[p.key] or text in ever_texts:
+                continue
+            if path is not None and (path in opened_paths[p.key] or path in ever_paths):
+                continue
+            negs.append(text)
         if len(negs) < count:
             continue  # nothing to contrast it with (a tiny index): leave the pair out
         rows.append(TrainRow(query=p.query, positive=p.text, negatives=tuple(negs)))

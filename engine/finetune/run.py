@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import shutil
 import tempfile
 import threading
@@ -46,7 +47,10 @@ log = logging.getLogger(__name__)
 # Mining: the corpus is the passages of the top documents of each training query (stage 1), so
 # the cost grows with the user's searches, not with the size of the index.
 MINING_POOL_DOCS = 10
+MINING_RANDOM = 200             # passages drawn from the whole index into the pool
 MINING_CANDIDATES = 8           # negatives asked per pair, before same-document ones are dropped
+# The shares of the trained weights tried against the base model's (1.0: the trained model).
+MIX_GRID = (1.0, 0.75, 0.5, 0.25)
 RERANKER_NEGATIVES = 2          # negatives per positive for the cross-encoder (at least hard_negatives)
 STALE_SCRATCH_S = 24 * 3600     # a scratch folder this old belongs to no run in progress
 
@@ -118,6 +122,7 @@ class _Candidate:
     metrics: Metrics
     passed: bool
     why: str
+    mix: float = 1.0        # the share of the trained weights (the rest the base model's)
 
 
 class _Run:
@@ -131,6 +136,7 @@ class _Run:
         self.method = "cold-start" if options.cold_start else "clicks"
         self.created = ""
         self.train_seconds = 0.0
+        self.mixes: dict[float, Metrics] = {}
 
     def go(self) -> FinetuneResult:
         _remove_stale_partials(self.engine)
@@ -142,9 +148,7 @@ class _Run:
             settings = resolve_settings(self.options, pick_device(self.config.device), workroot)
             rows_all, rows = self.mining(settings)
             emb_partial = self.training(rows, settings)
-            emb = self.publish_embedder(emb_partial, before)
-            embedder, index = self.embedding(emb.folder)
-            self.evaluate_embedder(emb, embedder, index, before)
+            emb, embedder, index = self.mixing(self.publish_embedder(emb_partial, before), before)
             kept = (embedder, index) if emb.passed else (self.engine.embedder, self.engine.vectors())
             kept_metrics = emb.metrics if emb.passed else before
             rr = self.reranker(rows_all, settings, kept, kept_metrics) if self.options.train_reranker else None
@@ -163,6 +167,7 @@ class _Run:
         if not summary.enough:
             raise SiftError(summary.message)
         pairs, _ = history
+        self.opened = pairs  # every open of the history, held-out ones too: never a negative
         if options.cold_start:
             heldout = pairs  # none of them is trained on
             train = cold_start_pairs(engine.catalog, seed=options.seed, teacher=engine.reranker(), cancel=self.cancel)
@@ -190,8 +195,11 @@ class _Run:
         mined passages as hard negatives."""
         engine, options, train = self.engine, self.options, self.train
         pool = _mining_pool(engine, train, self.cancel,
-                            lambda d, t: self.report("mining", d, t, f"Gathering candidate passages: {d}/{t} searches"))
+                            lambda d, t: self.report("mining", d, t, f"Gathering candidate passages: {d}/{t} searches"),
+                            seed=options.seed)
         check_cancel(self.cancel)
+        opened_paths = {p.path for p in self.opened}
+        pool = {text: row for text, row in pool.items() if row.path not in opened_paths}
         self.report("mining", 0, 1, "Mining hard negatives with the current model …")
         count = max(options.hard_negatives, RERANKER_NEGATIVES if options.train_reranker else 0)
         reranker_folder = Path(self.config.reranker) if engine.reranker_available else None
@@ -206,7 +214,7 @@ class _Run:
                                                 vectors=stored) if count else {}
         check_cancel(self.cancel)
         shown = engine.catalog.chunks_by_id(sorted({cid for p in train for cid in p.negatives}))
-        rows_all = training_rows(train, mined, pool, shown, count=count, seed=options.seed)
+        rows_all = training_rows(train, mined, pool, shown, count=count, seed=options.seed, opened=self.opened)
         rows = [dataclasses.replace(r, negatives=r.negatives[:options.hard_negatives]) for r in rows_all]
         if not rows:
             raise SiftError("Not one training pair has a passage to contrast it with; index more documents first.")
@@ -235,21 +243,58 @@ class _Run:
                          heldout_queries=len(self.queries))
         return _Candidate(self.candidates.publish(partial, card), card, before, False, "")
 
-    def embedding(self, folder: Path) -> tuple[Embedder, VectorIndex]:
+    def mixing(self, trained: _Candidate, before: Metrics) -> tuple[_Candidate, Embedder, VectorIndex]:
+        """The trained weights mixed with the base model's, w = a·trained + (1 − a)·base for each a
+        of MIX_GRID, each embedded and measured on the held-out searches; the best (pipeline
+        nDCG@10) is gated, the others removed. A mix keeps much of what the clicks taught while
+        forgetting less of what the base model knew (weight-space ensembling, as in WiSE-FT).
+        Without enough held-out searches to choose on, the trained weights alone are measured."""
+        grid = MIX_GRID if self.measurable else (1.0,)
+        base_folder, _ = resolve_model(self.config.model)
+        parent = embedders_dir(self.engine.paths)
+        best: tuple[_Candidate, Embedder, VectorIndex] | None = None
+        for n, alpha in enumerate(grid, 1):
+            check_cancel(self.cancel)
+            if alpha == 1.0:
+                candidate = trained
+            else:
+                partial = self.candidates.partial(parent, new_model_name(parent))
+                self.trainer.interpolate(base=base_folder, trained=trained.folder, alpha=alpha, target=partial)
+                candidate = _Candidate(self.candidates.publish(partial, trained.card), trained.card, before, False, "")
+            candidate.mix = alpha
+            label = f" (mix {n} of {len(grid)})" if len(grid) > 1 else ""
+            embedder, index = self.embedding(candidate.folder, label)
+            self.evaluate_embedder(candidate, embedder, index, before, label)
+            self.mixes[alpha] = candidate.metrics
+            if best is None or candidate.metrics.pipeline["ndcg@10"] > best[0].metrics.pipeline["ndcg@10"]:
+                loser, best = best, (candidate, embedder, index)
+            else:
+                loser = (candidate, embedder, index)
+            if loser is not None:  # its vectors go too, unless the kept mix shares its model id
+                same = loser[1].model_id == best[1].model_id
+                self.candidates.discard(loser[0].folder, None if same else loser[1])
+        assert best is not None
+        emb = best[0]
+        emb.passed, emb.why = gate(before, emb.metrics) if self.measurable else (False, "")
+        if emb.mix < 1.0:
+            emb.why += f" (the trained weights mixed {emb.mix:.0%} into the base model's)"
+        return best
+
+    def embedding(self, folder: Path, label: str = "") -> tuple[Embedder, VectorIndex]:
         """Every passage embedded with the new model, into its own index, while the old one serves."""
         embedder = self.engine.embedder_for(str(folder))
         index = self.engine.prepare_model(
             str(folder), cancel=self.cancel,
             on_progress=lambda d, t: self.report("embedding", d, t,
-                                                 f"Embedding your passages with the new model: {d:,}/{t:,}"))
+                                                 f"Embedding your passages with the new model{label}: {d:,}/{t:,}"))
         check_cancel(self.cancel)
         return embedder, index
 
-    def evaluate_embedder(self, emb: _Candidate, embedder: Embedder, index: VectorIndex, before: Metrics) -> None:
-        """The new bi-encoder (with the current reranker, if any) measured and gated."""
+    def evaluate_embedder(self, emb: _Candidate, embedder: Embedder, index: VectorIndex, before: Metrics,
+                          label: str = "") -> None:
+        """The new bi-encoder (with the current reranker, if any) measured."""
         searcher = _searcher(self.engine, embedder, index, self.engine.reranker(), self.learned)
-        emb.metrics = self.measure(searcher, "evaluating", "Measuring the new search model: {d}/{t}")
-        emb.passed, emb.why = gate(before, emb.metrics) if self.measurable else (False, "")
+        emb.metrics = self.measure(searcher, "evaluating", f"Measuring the new search model{label}: {{d}}/{{t}}")
         save_card(emb.folder, dataclasses.replace(emb.card, after=emb.metrics.as_dict()))
 
     def reranker(self, rows_all: Sequence[TrainRow], settings: TrainSettings, kept: tuple[Embedder, VectorIndex],
@@ -304,7 +349,7 @@ class _Run:
                               reranker=str(rr.folder) if rr is not None and rr.passed else None,
                               pairs=len(self.train), heldout_queries=len(self.queries),
                               train_seconds=round(self.train_seconds, 1), method=self.method, candidates=measured,
-                              tried=tried)
+                              tried=tried, mix=emb.mix, mixes=dict(self.mixes))
 
     def measure(self, searcher: Searcher, stage: str, message: str) -> Metrics:
         """The held-out measures through `searcher`, closed after (its keyword thread and connection)."""
@@ -321,8 +366,9 @@ class _Run:
 
 
 def _mining_pool(engine: Engine, pairs: Sequence[Pair], cancel: threading.Event | None,
-                 report: Callable[[int, int], None]) -> dict[str, ChunkRow]:
-    """Text → chunk of the passages of the top stage-1 documents of each training query."""
+                 report: Callable[[int, int], None], *, seed: int) -> dict[str, ChunkRow]:
+    """Text → chunk of the passages of the top stage-1 documents of each training query, and of
+    MINING_RANDOM passages drawn from the index."""
     queries = list({p.key: p.raw for p in pairs}.items())
     ids: list[int] = []
     for n, (_, raw) in enumerate(queries, 1):
@@ -331,6 +377,10 @@ def _mining_pool(engine: Engine, pairs: Sequence[Pair], cancel: threading.Event 
             ids.append(hit.chunk_id)
             ids += [p.chunk_id for p in hit.passages]
         report(n, len(queries))
+    # And a seeded sample of the whole index: easy negatives, and the only ones left when every
+    # document near the searches was opened for one of them.
+    everything = engine.catalog.chunk_ids().tolist()
+    ids += random.Random(seed).sample(everything, min(MINING_RANDOM, len(everything)))
     rows = engine.catalog.chunks_by_id(list(dict.fromkeys(ids)))
     return {row.text: row for row in rows.values()}
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
+import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -10,17 +13,24 @@ from typing import Protocol
 import numpy as np
 
 from engine.embed import quiet_offline_transformers
-from engine.errors import check_cancel
+from engine.errors import ModelError, check_cancel
 from engine.finetune.options import TrainOptions, TrainRow, TrainSettings
 from engine.rerank import CrossEncoderReranker, Reranker
 from engine.search import RERANK_MAX_TOKENS
 
 MINING_RANGE = 30               # candidates per query mine_hard_negatives looks at (and rescores)
+# The closest candidates are skipped (mine_hard_negatives' range_min): with a user's sparse opens
+# the passages ranked right after the opened one are the likeliest unopened relevant ones.
+MINING_SKIP_TOP = 3
 MINING_RELATIVE_MARGIN = 0.05   # NV-Retriever's TopK-PercPos: 95% of the positive's score at most
 # Batches: 32 on a CPU (memory and speed), 128 on a GPU (as for embedding, bench/gpu_check.py).
 CPU_BATCH, GPU_BATCH = 32, 128
-# Above this many rows per batch the gradient-cached loss keeps memory flat (mini-batches of this size).
-CACHED_LOSS_ABOVE = {"cpu": 32, "mps": 64, "cuda": 256}
+# Rows one forward pass takes, at most: a bigger batch is cut into passes of this size (the
+# bi-encoder by the gradient-cached loss, the cross-encoder by gradient accumulation), so the
+# batch the loss sees stays the same while the activations held shrink. On a CPU with batches of
+# 32 (bench/finetune_lift.py --finetune, Cranfield): peak RSS 5,629 MiB at 32 rows a pass,
+# the bi-encoder's training alone +3.2 GB, the reranker's +1.1 GB more; see bench/README.md.
+ROWS_PER_PASS = {"cpu": 8, "mps": 64, "cuda": 256}
 
 Report = Callable[[int, int], None]   # (steps done, steps in all)
 
@@ -40,6 +50,10 @@ class Trainer(Protocol):
 
     def train_reranker(self, *, base: Path, fresh_head: bool, rows: Sequence[TrainRow], target: Path,
                        settings: TrainSettings, report: Report, cancel: threading.Event) -> None: ...
+
+    def interpolate(self, *, base: Path, trained: Path, alpha: float, target: Path) -> None:
+        """A model folder whose weights are alpha·trained + (1 − alpha)·base."""
+        ...
 
     def reranker(self, folder: Path, *, device: str) -> Reranker: ...
 
@@ -115,10 +129,11 @@ class SentenceTransformersTrainer:
                               local_files_only=True, trust_remote_code=False)
         dataset = Dataset.from_dict({"query": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
         corpus = list(dict.fromkeys(corpus))
-        count = max(1, min(count, MINING_RANGE))
+        count = max(1, min(count, MINING_RANGE - MINING_SKIP_TOP))
         cache = settings.workdir / "mining"
         _seed_mining_cache(cache, st, corpus, [p for _, p in pairs], vectors)
-        mined = mine_hard_negatives(dataset, st, corpus=corpus, cross_encoder=ce, range_max=MINING_RANGE,
+        mined = mine_hard_negatives(dataset, st, corpus=corpus, cross_encoder=ce, range_min=MINING_SKIP_TOP,
+                                    range_max=MINING_RANGE,
                                     relative_margin=MINING_RELATIVE_MARGIN, num_negatives=count,
                                     sampling_strategy="top", output_format="labeled-list",
                                     batch_size=settings.batch_size, verbose=False, cache_folder=str(cache))
@@ -163,18 +178,22 @@ class SentenceTransformersTrainer:
         columns = {"anchor": [r.query for r in rows], "positive": [r.positive for r in rows]}
         for i in range(n):
             columns[f"negative_{i + 1}"] = [r.negatives[i] for r in rows]
-        cached_above = CACHED_LOSS_ABOVE.get(settings.device.split(":")[0], 32)
-        if settings.batch_size > cached_above:
-            loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cached_above)
+        per_pass = rows_per_pass(settings)
+        if settings.batch_size > per_pass:
+            loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=per_pass)
         else:
             loss = MultipleNegativesRankingLoss(model)
         args = self._args(SentenceTransformerTrainingArguments, settings, batch_sampler=BatchSamplers.NO_DUPLICATES)
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(columns),
                                              loss=loss, callbacks=[_progress_callback(report, cancel)])
         _no_printing(trainer)
-        trainer.train()
-        check_cancel(cancel)
-        model.save(str(target), create_model_card=False, safe_serialization=True)
+        try:
+            trainer.train()
+            check_cancel(cancel)
+            model.save(str(target), create_model_card=False, safe_serialization=True)
+        finally:
+            del trainer, model, loss
+            gc.collect()  # the trainer, its optimizer state and the model hold cycles: free them before the next stage
 
     def train_reranker(self, *, base: Path, fresh_head: bool, rows: Sequence[TrainRow], target: Path,
                        settings: TrainSettings, report: Report, cancel: threading.Event) -> None:
@@ -206,17 +225,66 @@ class SentenceTransformersTrainer:
         # Weigh the positives as much as the negatives in all.
         pos_weight = torch.tensor(max(negatives / max(len(rows), 1), 1.0))
         loss = BinaryCrossEntropyLoss(model, pos_weight=pos_weight)
-        args = self._args(CrossEncoderTrainingArguments, settings)
+        # The same batch in passes of at most rows_per_pass rows, their gradients added up.
+        per_pass = min(rows_per_pass(settings), settings.batch_size)
+        steps = max(1, settings.batch_size // per_pass)
+        args = self._args(CrossEncoderTrainingArguments, dataclasses.replace(settings, batch_size=settings.batch_size // steps),
+                          gradient_accumulation_steps=steps)
         dataset = Dataset.from_dict({"query": queries, "passage": passages, "label": labels})
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                       callbacks=[_progress_callback(report, cancel)])
         _no_printing(trainer)
-        trainer.train()
-        check_cancel(cancel)
-        model.save(str(target), create_model_card=False, safe_serialization=True)
+        try:
+            trainer.train()
+            check_cancel(cancel)
+            model.save(str(target), create_model_card=False, safe_serialization=True)
+        finally:
+            del trainer, model, loss
+            gc.collect()  # the trainer, its optimizer state and the model hold cycles: free them before the next stage
+
+    def interpolate(self, *, base: Path, trained: Path, alpha: float, target: Path) -> None:
+        interpolate_weights(base=base, trained=trained, alpha=alpha, target=target)
 
     def reranker(self, folder: Path, *, device: str) -> Reranker:
         return CrossEncoderReranker(folder, device=device, max_tokens=RERANK_MAX_TOKENS)
+
+
+def interpolate_weights(*, base: Path, trained: Path, alpha: float, target: Path) -> None:
+    """`target`: the `trained` folder with each floating-point weight that the base model holds
+    too (same name and shape) replaced by alpha·trained + (1 − alpha)·base; everything else (the
+    tokenizer, the configuration, integer buffers) as trained. Raises ModelError when no weight
+    matches (the trained model is not of the base model's architecture)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"the share of the trained weights must be between 0 and 1, not {alpha}")
+    shutil.copytree(trained, target, ignore=shutil.ignore_patterns("*.safetensors"), dirs_exist_ok=True)
+    base_files = sorted(base.rglob("*.safetensors"))
+    mixed = 0
+    for path in sorted(trained.rglob("*.safetensors")):
+        rel = path.relative_to(trained)
+        base_path = base / rel if (base / rel).is_file() else (base_files[0] if len(base_files) == 1 else None)
+        weights = load_file(str(path))
+        base_weights = load_file(str(base_path)) if base_path is not None else {}
+        out: dict[str, torch.Tensor] = {}
+        for name, t in weights.items():
+            b = base_weights.get(name)
+            if b is not None and b.shape == t.shape and t.is_floating_point() and b.is_floating_point():
+                out[name] = (alpha * t.float() + (1.0 - alpha) * b.float()).to(t.dtype).contiguous()
+                mixed += 1
+            else:
+                out[name] = t.contiguous()
+        del weights, base_weights
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        save_file(out, str(target / rel), metadata={"format": "pt"})
+    if not mixed:
+        raise ModelError(f"The trained model in {trained} shares no weights with its base model in {base}, "
+                         "so the two cannot be mixed.")
+
+
+def rows_per_pass(settings: TrainSettings) -> int:
+    return ROWS_PER_PASS.get(settings.device.split(":")[0], ROWS_PER_PASS["cpu"])
 
 
 def resolve_settings(options: TrainOptions, device: str, workdir: Path) -> TrainSettings:

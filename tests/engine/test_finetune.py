@@ -85,9 +85,12 @@ class FakeTrainer:
         self.embedder_rows: list = []
         self.reranker_rows: list = []
         self.mined_calls = 0
+        self.mixed: list[float] = []
 
     def mine_negatives(self, *, model, pairs, corpus, cross_encoder, count, settings, vectors=None):
         self.mined_calls += 1
+        self.mining_corpus = list(corpus)
+        corpus = list(dict.fromkeys([*corpus, *(p for _, p in pairs)]))  # as sentence-transformers does
         out = {}
         for q, pos in pairs:
             words = set(q.lower().split())
@@ -117,13 +120,23 @@ class FakeTrainer:
         self.fresh_head = fresh_head
         self._train("reranker", target, report, cancel)
 
+    def interpolate(self, *, base, trained, alpha, target):
+        self.mixed.append(alpha)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "model.safetensors").write_bytes(b"mixed")
+        (target / MIX_FILE).write_text(str(alpha))
+
     def reranker(self, folder, *, device):
         return OverlapReranker(f"{Path(folder).name}@fake", SYNONYMS if self.reranker_learns else None)
 
 
+MIX_FILE = "mix.txt"   # the fake trainer's mixes say their share of the trained weights here
+
+
 @pytest.fixture
-def trained() -> dict[str, FakeEmbedder]:
-    """What the next trained bi-encoder will be (a test may swap it for a worse one)."""
+def trained() -> dict:
+    """What the next trained bi-encoder will be (a test may swap it for a worse one); "mixes":
+    share of the trained weights → the model a mix is, where a test gives mixes their own."""
     return {"model": VocabEmbedder("trained@1", SYNONYMS)}
 
 
@@ -137,6 +150,9 @@ def open_engine(home, trained):
         if Path(value).parent.name == "embedders":
             if not Path(value).is_dir():
                 raise ModelError(f"no model folder {value}")
+            if "mixes" in trained:
+                mix = Path(value) / MIX_FILE
+                return trained["mixes"][float(mix.read_text()) if mix.exists() else 1.0]
             return trained["model"]
         raise ModelError(f"no such model {value!r}")
 
@@ -380,6 +396,85 @@ def test_better_models_pass_and_nothing_is_switched(engine, small_minimums):
     engine.adopt_reranker(result.reranker)
     assert engine.config.model == result.embedder
     assert found() >= by_base + TOPICS // 2
+
+
+def test_no_passage_opened_for_any_search_is_a_negative(engine, small_minimums):
+    """Issue 16 item 5: what the user opened, for this search or any other (held-out ones too),
+    is never contrasted against: not as shown-not-opened, not mined, not as filler."""
+    click_topics(engine)
+    trainer = FakeTrainer()
+    run_finetune(engine, TrainOptions(hard_negatives=2), trainer=trainer)
+    opened_paths = {c.path for c in engine.catalog.clicks()}
+    opened_texts = {engine.catalog.chunks_by_id([c.chunk_id])[c.chunk_id].text for c in engine.catalog.clicks()}
+    rows = trainer.embedder_rows + trainer.reranker_rows
+    assert rows and all(len(r.negatives) == 2 for r in trainer.embedder_rows)
+    negatives = {n for r in rows for n in r.negatives}
+    assert negatives and not negatives & opened_texts
+    assert all(n.startswith("Garden note") for n in negatives)  # the only documents never opened
+    assert not any(t in opened_texts for t in trainer.mining_corpus)
+    assert len(opened_paths) == TOPICS
+
+
+def test_the_mix_with_the_base_model_is_chosen_on_the_heldout_searches(engine, small_minimums, trained):
+    """Issue 16 item 5: the trained weights mixed with the base model's; the mix that measures
+    best on the held-out searches is the one gated, the others are removed with their vectors."""
+    click_topics(engine)
+    some = lambda n: VocabEmbedder(f"mix{n}@1", dict(list(SYNONYMS.items())[:n]))  # noqa: E731
+    trained["mixes"] = {1.0: NoiseEmbedder(model_id="noise@1"), 0.75: some(TOPICS // 2), 0.5: some(TOPICS),
+                        0.25: some(TOPICS // 4)}
+    trainer = FakeTrainer()
+    result = run_finetune(engine, TrainOptions(train_reranker=False), trainer=trainer)
+    assert trainer.mixed == [0.75, 0.5, 0.25]
+    assert sorted(result.mixes) == [0.25, 0.5, 0.75, 1.0]
+    score = {a: m.pipeline["ndcg@10"] for a, m in result.mixes.items()}
+    assert max(score, key=score.get) == 0.5 and score[0.5] > score[0.75] > score[1.0]
+    assert result.mix == 0.5 and result.improved and result.embedder is not None
+    assert (Path(result.embedder) / MIX_FILE).read_text() == "0.5"
+    assert result.candidates["embedder"] == result.mixes[0.5]
+    assert "mixed 50% into the base model's" in result.verdict
+    assert folders(engine) == [Path(result.embedder).name]  # the other mixes are gone
+    for other in ("noise@1", f"mix{TOPICS // 2}@1", f"mix{TOPICS // 4}@1"):
+        assert engine.catalog.vector_count(other) == 0
+    assert engine.catalog.vector_count(f"mix{TOPICS}@1") > 0
+
+
+def test_no_mix_is_offered_when_every_mix_is_worse(engine, small_minimums, trained):
+    click_topics(engine)
+    trained["mixes"] = {a: NoiseEmbedder(model_id=f"noise{a}@1") for a in (1.0, 0.75, 0.5, 0.25)}
+    result = run_finetune(engine, TrainOptions(train_reranker=False), trainer=FakeTrainer())
+    assert len(result.mixes) == 4 and not result.improved and result.embedder is None
+    assert not any(gate(result.before, m)[0] for m in result.mixes.values())
+    assert result.after == result.before
+    assert folders(engine) == []
+    assert all(engine.catalog.vector_count(f"noise{a}@1") == 0 for a in (1.0, 0.75, 0.5, 0.25))
+
+
+def test_weights_are_interpolated_with_the_base_models(tmp_path):
+    """The real mixing, on a toy model's safetensors: w = a·trained + (1 − a)·base for float
+    weights both hold; integer buffers, the trained-only weights and the other files as trained."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from engine.finetune.trainer import interpolate_weights
+
+    base, trained, target = tmp_path / "base", tmp_path / "trained", tmp_path / "mixed"
+    for folder, value in ((base, 1.0), (trained, 3.0)):
+        (folder / "1_Pooling").mkdir(parents=True)
+        save_file({"layer.weight": torch.full((2, 3), value), "position_ids": torch.arange(4)}, str(folder / "model.safetensors"))
+    save_file({"head.weight": torch.full((2,), 5.0), "layer.weight": torch.full((2, 3), 3.0)},
+              str(trained / "1_Pooling" / "extra.safetensors"))
+    (trained / "config.json").write_text('{"trained": true}')
+    interpolate_weights(base=base, trained=trained, alpha=0.25, target=target)
+    mixed = load_file(str(target / "model.safetensors"))
+    assert torch.allclose(mixed["layer.weight"], torch.full((2, 3), 0.25 * 3.0 + 0.75 * 1.0))
+    assert torch.equal(mixed["position_ids"], torch.arange(4))
+    assert torch.equal(load_file(str(target / "1_Pooling" / "extra.safetensors"))["head.weight"], torch.full((2,), 5.0))
+    assert (target / "config.json").read_text() == '{"trained": true}'
+    with pytest.raises(ModelError, match="shares no weights"):
+        other = tmp_path / "other"
+        other.mkdir()
+        save_file({"something.else": torch.zeros(2)}, str(other / "model.safetensors"))
+        interpolate_weights(base=other, trained=trained / "1_Pooling", alpha=0.5, target=tmp_path / "m2")
 
 
 def test_a_worse_model_is_refused_and_removed(engine, small_minimums, trained):
