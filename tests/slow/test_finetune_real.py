@@ -30,6 +30,8 @@ def engine(home, docs):
     for i, subject in enumerate(SUBJECTS):
         write(docs / f"manual{i:02}.txt", f"Manual {i}: servicing the {subject}\n\nCheck the {subject} every "
               f"month; replace worn parts of the {subject} and note the date in the service log.")
+    for i in range(6):  # documents never opened: the only ones a negative may come from
+        write(docs / f"letter{i:02}.txt", f"Letter {i}: the neighbours' garden party is on Saturday at {i + 2} pm.")
     e = Engine.open(home)
     e.update_config(parse_workers=0, device="cpu", folders=(str(docs),))
     e.index()
