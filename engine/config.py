@@ -60,7 +60,7 @@ class Config:
     chunk_tokens: int = 200               # capped at the model's max_seq_length minus specials
     chunk_overlap: int = 32
     parse_workers: int = 2                # worker processes; 0 parses in-process (no timeout)
-    parse_timeout_s: float = 30.0
+    parse_timeout_s: float = 30.0         # a file's processor seconds (wall seconds off Linux); tried twice
     reranker: str = ""                    # a cross-encoder model folder; "" means none installed
     use_reranker: bool = True             # stage 2 on/off, when one is installed
     embed_batch_size: int = 0             # 0 picks for the device: 16 on CPU, 128 on a GPU

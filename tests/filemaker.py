@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 import zipfile
 from email.message import EmailMessage
 from pathlib import Path
@@ -216,11 +217,19 @@ def make_html(path: Path, body: str, *, title: str = "Test page", charset: str =
 
 
 def hostile_parse(job, *, max_bytes: int, **limits):
-    """A parse function for runner tests: hangs on *.hang, dies on *.crash, exhausts memory on
-    *.oom, and parses anything else normally. Spawned workers import it by name."""
+    """A parse function for runner tests: hangs on *.hang (blocked), spins on *.spin (busy), dies
+    on *.crash, exhausts memory on *.oom, takes S seconds of processor time on burn-S.txt before
+    parsing it, and parses anything else normally. Spawned workers import it by name."""
     path = getattr(job, "path", job)
     if path.endswith(".hang"):
         threading.Event().wait()
+    if path.endswith(".spin"):
+        while True:
+            pass
+    if os.path.basename(path).startswith("burn-"):
+        seconds, start = float(os.path.basename(path)[5:-4]), time.process_time()
+        while time.process_time() - start < seconds:
+            pass
     if path.endswith(".crash"):
         # SIGKILL rather than os.abort(): same sudden death, but no core file left behind.
         os.kill(os.getpid(), signal.SIGKILL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import sys
+import time
 
 import pytest
 
@@ -68,11 +69,69 @@ def test_workers_survive_hangs_and_crashes(files, children):
     assert statuses == EXPECTED
     reasons = {by_path[path]: result.reason for path, result in results
                if isinstance(result, ParseError)}
-    assert reasons["hang"] == "parsing took longer than 1 s"
+    assert reasons["hang"] == "parsing stopped making progress for 2 s (tried twice)"
     assert reasons["crash"] == "the parser crashed on this file"
     parsed = dict(results)[files["good_pdf"]]
     assert [p.number for p in parsed.pages] == [1, 2]
     assert not children()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a worker's processor time is read from /proc")
+def test_a_busy_loop_times_out_on_processor_time_after_a_second_try(tmp_path, files):
+    spin = tmp_path / "loop.spin"
+    spin.touch()
+    with ParseRunner(workers=1, timeout_s=0.5, max_bytes=MAX, parse_fn=HOSTILE) as runner:
+        results = list(runner.map([str(spin), files["note"]]))
+    # The note is not kept waiting behind the second try: the loop is tried again after it.
+    assert [path for path, _ in results] == [files["note"], str(spin)]
+    error = results[1][1]
+    assert isinstance(error, ParseError) and error.status == FileStatus.TIMEOUT
+    assert error.reason == "parsing took longer than 1 s of processor time (tried twice)"
+
+
+def test_a_file_over_the_limit_once_gets_a_longer_second_try(tmp_path, files):
+    slow = tmp_path / "burn-1.2.txt"
+    slow.write_text("plain words")
+    with ParseRunner(workers=1, timeout_s=1.0, max_bytes=MAX, parse_fn=HOSTILE) as runner:
+        results = dict(runner.map([str(slow), files["note"]]))
+    assert status(results[str(slow)]) == "indexed"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a worker's processor time is read from /proc")
+def test_a_busy_machine_does_not_time_a_file_out(tmp_path, children):
+    """A file needing 0.6 s of processor time, its worker given a quarter of a CPU (stopped
+    three quarters of the time, as a loaded machine would): it takes about 2.4 s, past the 1 s
+    limit, and is indexed; a wall-clock limit timed it out."""
+    import os
+    import signal
+    import threading
+
+    work = tmp_path / "burn-0.6.txt"
+    work.write_text("plain words")
+    done = threading.Event()
+
+    def starve() -> None:
+        while not done.is_set():
+            pids = children()
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            time.sleep(0.15)
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+
+    with ParseRunner(workers=1, timeout_s=1.0, max_bytes=MAX, parse_fn=HOSTILE) as runner:
+        throttle = threading.Thread(target=starve)
+        throttle.start()
+        try:
+            started = time.monotonic()
+            results = dict(runner.map([str(work)]))
+            took = time.monotonic() - started
+        finally:
+            done.set()
+            throttle.join()
+    assert status(results[str(work)]) == "indexed"
+    assert took > 1.0  # it really was slowed past the limit
 
 
 def test_in_process_when_no_workers(files, children):
