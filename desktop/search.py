@@ -11,7 +11,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from desktop.tasks import Tasks
-from engine import Engine
+from engine import Engine, SearchResult
 
 DEBOUNCE_MS = 160   # long enough to skip searches for half-typed words, short enough to feel instant
 LIMIT = 30
@@ -121,21 +121,22 @@ class SearchController(QObject):
                            error=lambda exc: self._failed(query, exc))
         self._keywords_timer.start()
 
-    def _first_stage_done(self, query: str, result) -> None:
+    def _first_stage_done(self, query: str, result: SearchResult) -> None:
         """Show the first stage's results, then rerank them (same key: a newer search supersedes it)."""
         if self.running_query != query:
             return
         self._keywords_timer.stop()
         self.partial, self.refining = False, True
-        self.shown_query = query
-        self.note = getattr(result, "note", "")
-        self.mode = getattr(result, "mode", "")
-        self.total = getattr(result, "total", 0)
-        self.results.emit(query, list(result.hits))
-        engine, limit = self.engine, self.limit
-        self.tasks.run(lambda: engine.search_detailed(query, limit=limit, mode="auto"), key=self.key,
+        self._show(query, result)
+        engine = self.engine
+        self.tasks.run(lambda: engine.rerank(result), key=self.key,
                        lane="search", name=f"rerank {query!r}", done=lambda r: self._done(query, r),
                        error=lambda exc: self._rerank_failed(query, exc))
+
+    def _show(self, query: str, result: SearchResult) -> None:
+        self.shown_query = query
+        self.note, self.mode, self.total = result.note, result.mode, result.total
+        self.results.emit(query, list(result.hits))
 
     def _rerank_failed(self, query: str, exc: BaseException) -> None:
         """The first stage's results stay; the remark says why they were not reranked."""
@@ -153,24 +154,20 @@ class SearchController(QObject):
             return
         engine, limit = self.engine, self.limit
 
-        def shown(result) -> None:
+        def shown(result: SearchResult) -> None:
             if self.running_query == query and not self.refining:  # nothing better is shown yet
-                self.partial, self.mode = True, "bm25"
-                self.note = getattr(result, "note", "")
-                self.total = getattr(result, "total", 0)
+                self.partial = True
+                self.note, self.mode, self.total = result.note, "bm25", result.total
                 self.results.emit(query, list(result.hits))
 
         self.tasks.run(lambda: engine.search_detailed(query, limit=limit, mode="bm25"), key=self.key + ":keywords",
                        lane="keywords", name=f"keywords {query!r}", done=shown, error=lambda exc: None)
-    def _done(self, query: str, result) -> None:
+
+    def _done(self, query: str, result: SearchResult) -> None:
         self._keywords_timer.stop()
         self.partial = self.refining = False
         self.running_query = ""
-        self.shown_query = query
-        self.note = getattr(result, "note", "")
-        self.mode = getattr(result, "mode", "")
-        self.total = getattr(result, "total", 0)
-        self.results.emit(query, list(getattr(result, "hits", result)))
+        self._show(query, result)
 
     def _failed(self, query: str, exc: BaseException) -> None:
         self._keywords_timer.stop()

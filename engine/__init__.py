@@ -26,7 +26,7 @@ from engine.learn import LearnedSummary, LearnWeights, TuneReport
 from engine.models import ModelCard, ModelInfo, load_card, save_card
 from engine.paths import Paths, resolve_paths
 from engine.repair import SetAside, set_aside_catalog
-from engine.search import STOPWORDS
+from engine.search import STOPWORDS, SearchResult
 from engine.types import (
     FileStatus,
     Hit,
@@ -74,6 +74,7 @@ __all__ = [
     "Problem",
     "Progress",
     "STOPWORDS",
+    "SearchResult",
     "SetAside",
     "SiftError",
     "StatusReport",

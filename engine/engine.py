@@ -529,6 +529,11 @@ class Engine:
         with self._pinned_model():
             return self._searcher.search(query, limit=limit, mode=mode, literal=literal)
 
+    def rerank(self, first_stage: SearchResult) -> SearchResult:
+        """The reranked results of a mode="hybrid" search, from its stage 1 (not searched again):
+        show that result at once, then this one. As it is without a reranker (see `search_detailed`)."""
+        return self._searcher.rerank(first_stage)
+
     def similar(self, path: str, *, limit: int = 10) -> list[Hit]:
         """Documents like the one at `path` (find-similar), itself left out."""
         row = self.catalog.file(os.path.abspath(path))

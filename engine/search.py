@@ -385,6 +385,21 @@ def _fuse(cands: list[_Candidate], rows: dict[int, ChunkRow], learned_weight: fl
 
 
 @dataclass(frozen=True, slots=True)
+class FirstStage:
+    """Stage 1 of one search, fused and labelled: what stage 2 reranks and grouping shows."""
+
+    query: Query
+    text: str                                # what the reranker is asked
+    limit: int
+    ranked: list[_Candidate]                 # best first
+    rows: dict[int, ChunkRow]
+    score: Callable[[_Candidate], float]     # shown relevance without a rerank
+    label: _Label | None
+    timings: dict[str, float]
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
 class SearchResult:
     hits: list[Hit]
     mode: str                         # the mode that actually ran
@@ -393,6 +408,8 @@ class SearchResult:
     rerank_depth: int = 0             # candidates the cross-encoder scored (0: no rerank)
     rerank_tokens: int = 0            # the truncation it used, in tokens per (query, passage) pair
     total: int = 0                    # documents stage 1 found, of which `hits` are the first (0: not counted)
+    # A hybrid result's stage 1, for Searcher.rerank (None: nothing to rerank, or reranked already).
+    first_stage: FirstStage | None = field(default=None, compare=False, repr=False)
 
     @property
     def good_matches(self) -> int:
@@ -514,24 +531,39 @@ class Searcher:
                 weights = self.judge.keyword_weights(query.keywords(), query.weights())
             label = _Label(self.judge, weights, cosines, self._calibration() if q is not None else None)
             timings["label"] = (time.perf_counter() - t) * 1000
+        stage = FirstStage(query, query.text or raw, limit, ranked, rows, score, label, timings, note)
+        return self._second_stage(stage, ran, reranker)
+
+    def rerank(self, result: SearchResult) -> SearchResult:
+        """Stage 2 over a hybrid result's stage 1, not run again: what an "auto" search gives
+        with the reranker. The result as it is when there is no reranker or nothing to rerank."""
+        reranker = self._reranker()
+        if reranker is None or result.first_stage is None:
+            return result
+        return self._second_stage(result.first_stage, "rerank", reranker)
+
+    def _second_stage(self, stage: FirstStage, ran: str, reranker: Reranker | None) -> SearchResult:
+        """The reranker over the head of stage 1 (when there is one), then one hit per document."""
+        ranked, rows, score = stage.ranked, stage.rows, stage.score
+        timings = dict(stage.timings)
         depth = tokens = 0
         if reranker is not None and ranked:
             t = time.perf_counter()
             plan = reranker.plan()
             depth, tokens = plan.depth, plan.max_tokens
             head = ranked[:depth]
-            self._rerank(reranker, query.text or raw, head, rows, tokens)
+            self._rerank(reranker, stage.text, head, rows, tokens)
             head.sort(key=lambda c: (-(c.rerank or 0.0), -c.fused))
             ranked = head + ranked[depth:]
             timings["rerank"] = (time.perf_counter() - t) * 1000
             # Reranked passages first by the cross-encoder's probability, the rest below them.
             score = lambda c: float(1 / (1 + np.exp(-c.rerank))) if c.rerank is not None else 0.0
         t = time.perf_counter()
-        hits = self._group(ranked, rows, query, limit, score, label)
+        hits = self._group(ranked, rows, stage.query, stage.limit, score, stage.label)
         total = len({rows[c.chunk_id].content_hash or ("file", rows[c.chunk_id].file_id) for c in ranked})
         timings["group"] = (time.perf_counter() - t) * 1000
-        return SearchResult(hits, ran, timings, note, rerank_depth=depth if ranked else 0, rerank_tokens=tokens,
-                            total=max(total, len(hits)))
+        return SearchResult(hits, ran, timings, stage.note, rerank_depth=depth if ranked else 0, rerank_tokens=tokens,
+                            total=max(total, len(hits)), first_stage=stage if ran == "hybrid" else None)
 
     def _constrained(self, query: Query, cands: dict[int, _Candidate]) -> dict[int, _Candidate]:
         """The dense side knows nothing of "phrases" and -words: keep only the chunks that hold

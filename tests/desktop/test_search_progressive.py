@@ -124,3 +124,21 @@ def test_without_a_reranker_one_search_runs(qtbot, indexed, tasks):
         search.set_text("espresso")
     qtbot.wait(100)
     assert shown == ["hybrid"] and not search.refining and not search.busy
+
+
+def test_the_rerank_scores_the_first_stage_without_running_it_again(qtbot, indexed, tasks, monkeypatch):
+    reranker = SlowReranker()
+    reranker.gate.set()
+    engine = indexed(reranker)
+    engine.search("espresso machine", mode="hybrid")  # the match calibration embeds its sentences once
+    embedder = engine.embedder
+    real = embedder.embed_query
+    embedded: list[str] = []
+    monkeypatch.setattr(embedder, "embed_query", lambda text: embedded.append(text) or real(text))
+    search = SearchController(engine, tasks, debounce_ms=0)
+    modes: list[str] = []
+    search.results.connect(lambda q, hits: modes.append(search.mode))
+    search.set_text("espresso")
+    qtbot.waitUntil(lambda: not search.busy, timeout=WAIT_MS)
+    assert modes == ["hybrid", "rerank"]
+    assert embedded.count("espresso") == 1, "stage 1 runs once; the rerank takes its candidates"

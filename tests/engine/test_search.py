@@ -416,3 +416,17 @@ def test_keyword_search_gives_up_after_its_budget(make_engine, docs, monkeypatch
     assert e.search_detailed("boiler", mode="bm25").hits == [], "over budget: no keyword results"
     monkeypatch.undo()
     assert len(e.catalog.keyword_search('"boiler"', limit=5, budget_s=10)) == 1, "the connection still works"
+
+
+def test_rerank_of_a_hybrid_result_is_the_auto_search(engine, monkeypatch):
+    reranker = WordOverlapReranker()
+    monkeypatch.setattr(engine, "reranker", lambda: reranker)
+    first = engine.search_detailed("migrating birds magnetic", mode="hybrid")
+    reranked = engine.rerank(first)
+    auto = engine.search_detailed("migrating birds magnetic", mode="auto")
+    assert reranked.mode == auto.mode == "rerank" and reranked.hits == auto.hits
+    assert (reranked.rerank_depth, reranked.total) == (auto.rerank_depth, auto.total)
+    assert first.hits != reranked.hits and all(h.why.rerank_score is None for h in first.hits)
+    assert engine.rerank(reranked) is reranked and engine.rerank(auto) is auto, "reranked already"
+    monkeypatch.setattr(engine, "reranker", lambda: None)
+    assert engine.rerank(first) is first
