@@ -123,7 +123,7 @@ class SearchController(QObject):
 
     def _first_stage_done(self, query: str, result: SearchResult) -> None:
         """Show the first stage's results, then rerank them (same key: a newer search supersedes it)."""
-        if self.running_query != query:
+        if self.running_query != query or self.query != query:  # typed on: a newer search is due
             return
         self._keywords_timer.stop()
         self.partial, self.refining = False, True
@@ -164,6 +164,8 @@ class SearchController(QObject):
                        lane="keywords", name=f"keywords {query!r}", done=shown, error=lambda exc: None)
 
     def _done(self, query: str, result: SearchResult) -> None:
+        if self.query != query:  # typed on since: the newer search, waiting for the pause, will show
+            return
         self._keywords_timer.stop()
         self.partial = self.refining = False
         self.running_query = ""
