@@ -57,7 +57,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine import learn
-from engine.embed import pick_device
+from engine.device import pick_device
 from engine.engine import Engine
 from engine.evaluate import hits_to_ids, load_beir, open_collection
 from engine.metrics import score_run

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.chunk import chunk_pages  # noqa: E402
 from engine.config import BUNDLED_MODEL  # noqa: E402
-from engine.embed import SPECIAL_TOKENS, SentenceTransformerEmbedder, pick_device  # noqa: E402
+from engine.device import pick_device  # noqa: E402
+from engine.embed import SPECIAL_TOKENS, SentenceTransformerEmbedder  # noqa: E402
 from engine.types import Page  # noqa: E402
 
 

@@ -17,7 +17,7 @@ from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from desktop import theme
-from desktop.finetune_wizard import FinetuneWizard, model_name
+from desktop.finetune_wizard import FinetuneWizard
 from desktop.icons import app_icon
 from desktop.indexing import Indexer
 from desktop.instance import socket_address
@@ -34,6 +34,7 @@ from engine import (
     Engine,
     Paths,
     SiftError,
+    model_name,
     resolve_paths,
     set_aside_catalog,
 )
@@ -312,7 +313,7 @@ class SiftApp(QObject):
 
     def _rolled_back(self, kind: str, value: str) -> None:
         what = "search model" if kind == "embedder" else "reranker"
-        self.window.show_message(f"Rolled back: Sift searches with the previous {what} ({model_name(value)}) again."
+        self.window.show_message(f"Rolled back: Sift searches with the previous {what} ({model_name(value, mark_bundled=True)}) again."
                                  if value else "Rolled back: Sift searches without a reranker again.")
         if self.window.search.shown_query:
             self.window.search.search_now()

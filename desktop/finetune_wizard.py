@@ -10,7 +10,6 @@ The Settings → Models tab (`ModelsTab`) shows the active and previous models a
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from datetime import datetime
@@ -54,6 +53,7 @@ from engine import (
     TrainOptions,
     TuneReport,
     finetune_summary,
+    model_name,
     run_finetune,
 )
 
@@ -129,17 +129,6 @@ def delta_color(kind: str, palette: QPalette | None = None) -> str:
     return ""
 
 
-def model_name(value: str) -> str:
-    """A model as a person reads it: 'all-MiniLM-L6-v2 (bundled)' or the folder's name."""
-    if value == "none":  # the reranker's previous setting when there was none installed
-        return "no reranker"
-    if not value:
-        return "none"
-    if value.startswith("bundled:"):
-        return f"{value.removeprefix('bundled:')} (bundled)"
-    return os.path.basename(value.rstrip("/\\")) or value
-
-
 def describe_card(card: ModelCard | None) -> str:
     """One or two sentences saying where a model came from and what it measured."""
     if card is None:
@@ -150,7 +139,7 @@ def describe_card(card: ModelCard | None) -> str:
         when = card.created
     source = ("your documents' titles and headings" if card.method == "cold-start"
               else f"{card.pairs:,} searches and the results you opened")
-    text = f"Trained {when} from {source}, starting from {model_name(card.base)}."
+    text = f"Trained {when} from {source}, starting from {model_name(card.base, mark_bundled=True)}."
     key = "dense" if card.kind == "embedder" else "pipeline"
     before, after = card.before.get(key, {}), card.after.get(key, {})
     if card.heldout_queries and "ndcg@10" in before and "ndcg@10" in after:
@@ -1176,16 +1165,16 @@ class ModelsTab(QWidget):
             previous = next((i for i in self.infos if i.kind == kind and i.previous), None)
             configured = config.model if kind == "embedder" else config.reranker
             if active is not None:
-                widgets["active"].setText(f"In use: {model_name(active.value)}")
+                widgets["active"].setText(f"In use: {model_name(active.value, mark_bundled=True)}")
             elif configured:
-                widgets["active"].setText(f"In use: {model_name(configured)}")
+                widgets["active"].setText(f"In use: {model_name(configured, mark_bundled=True)}")
             else:
-                widgets["active"].setText("None installed" if kind == "reranker" else f"In use: {model_name(BUNDLED_MODEL)}")
+                widgets["active"].setText("None installed" if kind == "reranker" else f"In use: {model_name(BUNDLED_MODEL, mark_bundled=True)}")
             card_text = describe_card(active.card) if active is not None else ""
             widgets["card"].setText(card_text)
             widgets["card"].setVisible(bool(card_text))
             if previous is not None:
-                widgets["previous"].setText(f"Before it: {model_name(previous.value)}")
+                widgets["previous"].setText(f"Before it: {model_name(previous.value, mark_bundled=True)}")
             else:
                 widgets["previous"].setText("No previous model to go back to.")
             widgets["rollback"].setVisible(previous is not None)

@@ -23,7 +23,7 @@ from engine.finetune import (
     run_finetune,
 )
 from engine.learn import LearnedSummary, LearnWeights, TuneReport
-from engine.models import ModelCard, ModelInfo, load_card, save_card
+from engine.models import ModelCard, ModelInfo, load_card, model_name, save_card
 from engine.paths import Paths, resolve_paths
 from engine.repair import SetAside, set_aside_catalog
 from engine.search import STOPWORDS, SearchResult
@@ -84,6 +84,7 @@ __all__ = [
     "finetune_summary",
     "human_size",
     "load_card",
+    "model_name",
     "resolve_paths",
     "run_finetune",
     "save_card",

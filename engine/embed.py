@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from engine.config import BACKENDS, BUNDLED_MODEL, PRECISIONS
+from engine.device import cpu_supports_bf16, pick_device
 from engine.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -125,30 +126,6 @@ def weights_fingerprint(folder: Path) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
-
-
-def pick_device(preference: str) -> str:
-    """'auto' → CUDA, then Apple MPS, then CPU; any other value is used as given."""
-    if preference != "auto":
-        return preference
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 matmuls (AVX512-BF16 or AMX), where bf16 pays off."""
-    try:
-        import torch
-
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # noqa: BLE001 - an odd torch build: assume not
-        return False
 
 
 def resolve_precision(precision: str, device: str, *, bf16_supported: bool) -> str:

@@ -91,13 +91,17 @@ def model_value(value: str) -> str:
     return str(path.resolve()) if path.is_dir() else value
 
 
-def model_name(value: str) -> str:
-    """A readable name for a model setting."""
-    if value.startswith("bundled:"):
-        return value.removeprefix("bundled:")
+def model_name(value: str, *, mark_bundled: bool = False) -> str:
+    """A model setting as a person reads it: the folder's name, the bundled model's name
+    ('all-MiniLM-L6-v2 (bundled)' with mark_bundled), "no reranker", or "none" when unset."""
+    if not value:
+        return "none"
     if value == NO_RERANKER:
         return "no reranker"
-    return Path(value).name or value
+    if value.startswith("bundled:"):
+        name = value.removeprefix("bundled:")
+        return f"{name} (bundled)" if mark_bundled else name
+    return Path(value.rstrip("/\\")).name or value
 
 
 # -- cards -------------------------------------------------------------------------------------

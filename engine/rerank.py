@@ -17,13 +17,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from engine.atomic import write_json
-from engine.embed import (
-    cpu_supports_bf16,
-    pick_device,
-    quiet_offline_transformers,
-    torch_threads,
-    weights_fingerprint,
-)
+from engine.device import cpu_supports_bf16, pick_device
+from engine.embed import quiet_offline_transformers, torch_threads, weights_fingerprint
 from engine.errors import ModelError
 
 log = logging.getLogger(__name__)

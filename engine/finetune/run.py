@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.catalog import ChunkRow
-from engine.embed import Embedder, bundled_model_dir, pick_device, resolve_model, text_hash
+from engine.device import pick_device
+from engine.embed import Embedder, bundled_model_dir, resolve_model, text_hash
 from engine.errors import Cancelled, SiftError, check_cancel
 from engine.finetune.heldout import EVAL_DEPTH, SearchFn, empty_metrics, gate, heldout_relevance, measure, verdict
 from engine.finetune.options import DataSummary, FinetuneProgress, FinetuneResult, Metrics, TrainOptions, TrainRow, TrainSettings

@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from engine import embed
+from engine import device, embed
 from engine.config import Config
 from engine.embed import (
     SentenceTransformerEmbedder,
@@ -135,7 +135,7 @@ def test_cuda_path_with_the_device_mocked(monkeypatch):
     monkeypatch.setattr(sentence_transformers, "SentenceTransformer", _FakeST)
     _FakeST.instances.clear()
     e = SentenceTransformerEmbedder(device="auto")
-    assert embed.pick_device("auto") == "cuda"
+    assert device.pick_device("auto") == "cuda"
     texts = [f"text {'x' * (i % 9)} {i}" for i in range(300)]
     vectors = e.embed_documents(texts)
     model = _FakeST.instances[-1]

@@ -23,6 +23,7 @@ from engine.models import (
     ModelCard,
     embedders_dir,
     load_card,
+    model_name,
     new_model_name,
     rerankers_dir,
     save_card,
@@ -455,3 +456,10 @@ def test_cli_rerankers_and_bad_requests(sift, home):
     assert code == 1 and "no previous model" in err
     code, _, err = sift("models", "use", "no-such-model")
     assert code == 1 and "not a folder" in err
+
+
+def test_one_rule_names_a_model_setting_for_the_cli_and_the_window(tmp_path):
+    assert model_name("bundled:all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"
+    assert model_name("bundled:all-MiniLM-L6-v2", mark_bundled=True) == "all-MiniLM-L6-v2 (bundled)"
+    assert model_name(str(tmp_path / "sift-ft-20261127-2330") + "/") == "sift-ft-20261127-2330"
+    assert model_name(NO_RERANKER) == "no reranker" and model_name("") == "none"
