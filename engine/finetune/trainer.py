@@ -8,7 +8,7 @@ import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,6 +33,13 @@ CPU_BATCH, GPU_BATCH = 32, 128
 ROWS_PER_PASS = {"cpu": 8, "mps": 64, "cuda": 256}
 
 Report = Callable[[int, int], None]   # (steps done, steps in all)
+
+
+def _fit(trainer: Any, model: Any, target: Path, cancel: threading.Event) -> None:
+    """Train, then save the model to `target` unless Stop was pressed meanwhile."""
+    trainer.train()
+    check_cancel(cancel)
+    model.save(str(target), create_model_card=False, safe_serialization=True)
 
 
 class Trainer(Protocol):
@@ -188,9 +195,7 @@ class SentenceTransformersTrainer:
                                              loss=loss, callbacks=[_progress_callback(report, cancel)])
         _no_printing(trainer)
         try:
-            trainer.train()
-            check_cancel(cancel)
-            model.save(str(target), create_model_card=False, safe_serialization=True)
+            _fit(trainer, model, target, cancel)
         finally:
             del trainer, model, loss
             gc.collect()  # the trainer, its optimizer state and the model hold cycles: free them before the next stage
@@ -235,9 +240,7 @@ class SentenceTransformersTrainer:
                                       callbacks=[_progress_callback(report, cancel)])
         _no_printing(trainer)
         try:
-            trainer.train()
-            check_cancel(cancel)
-            model.save(str(target), create_model_card=False, safe_serialization=True)
+            _fit(trainer, model, target, cancel)
         finally:
             del trainer, model, loss
             gc.collect()  # the trainer, its optimizer state and the model hold cycles: free them before the next stage
