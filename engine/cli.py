@@ -52,39 +52,81 @@ TOUR_QUERIES = (
 )
 
 
-class _ProgressLine:
-    """One self-rewriting line on a terminal; a line every few seconds otherwise (logs, CI)."""
+class _LogLines:
+    """A tqdm bar's redraws as whole lines, for a log or CI, where `\\r` does not go back."""
 
-    def __init__(self, stream=None) -> None:
-        self.stream = stream or sys.stderr  # looked up now, not when the module was imported
-        self.tty = self.stream.isatty()
-        self._last = 0.0
+    def __init__(self, stream) -> None:
+        self.stream, self.encoding = stream, getattr(stream, "encoding", None)
 
-    def __call__(self, p: Progress) -> None:
-        now = time.monotonic()
-        if now - self._last < (0.1 if self.tty else 5.0) and p.phase == "indexing":
-            return
-        self._last = now
-        if p.phase == "scanning":
-            text = "Looking for changes …"
-        else:
-            total = max(p.files_total, 1)
-            width = 24
-            filled = int(width * p.files_done / total)
-            bar = "█" * filled + "░" * (width - filled)
-            name = shown(os.path.basename(p.current_file)[:40])
-            text = (f"{bar} {p.files_done}/{p.files_total} files · {p.chunks_embedded} chunks embedded"
-                    f"{f' · {p.files_failed} failed' if p.files_failed else ''} · {p.rate:.1f} files/s  {name}")
-        if self.tty:
-            self.stream.write("\r\033[K" + text)
-        else:
-            self.stream.write(text + "\n")
+    def write(self, text: str) -> None:
+        if line := text.replace("\r", "").rstrip():
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
         self.stream.flush()
 
+
+class _Bar:
+    """Progress on stderr, drawn by tqdm (counts, rate, time left): one line redrawn in place on a
+    terminal and cleared at the end; on a log or CI, a line every `every_s` seconds, and one at
+    once for a new stage and for the last step. A new `desc` (a stage) or a count that goes back
+    (a new run) starts the count and the clock again."""
+
+    def __init__(self, unit: str, *, every_s: float = 5.0, bar_format: str | None = None) -> None:
+        self.stream = sys.stderr  # looked up now, not when the module was imported
+        self.tty = self.stream.isatty()
+        self.unit, self.bar_format = unit, bar_format
+        self.every_s = 0.1 if self.tty else every_s
+        self._bar = None
+
+    def __call__(self, done: int, total: int, desc: str, postfix: str = "") -> None:
+        """Show `done` of `total` (0: not known yet, only the time so far is shown)."""
+        bar = self._bar
+        bar_format = self.bar_format if total else "{desc} … [{elapsed}{postfix}]"
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = self._bar = tqdm(
+                total=total or None, initial=done, desc=desc, postfix=postfix or None, unit=self.unit,
+                bar_format=bar_format, file=self.stream if self.tty else _LogLines(self.stream),
+                mininterval=self.every_s, miniters=1, leave=False, dynamic_ncols=self.tty, position=0)
+            return
+        bar.bar_format = bar_format
+        new = desc != bar.desc or done < bar.n
+        if new:
+            bar.set_description_str(desc, refresh=False)
+            bar.set_postfix_str("" if done else postfix, refresh=False)  # (not a later step's words at 0)
+            bar.reset(total=total or None)  # drawn at once, at 0
+        bar.set_postfix_str(postfix, refresh=False)
+        bar.total = total or None
+        bar.update(done - bar.n)  # drawn when `every_s` has passed since the last time
+        if (new and done) or (total and done >= total and bar.last_print_n < done):
+            bar.refresh()  # a stage's first step and the last step, at once
+            bar.last_print_n = done  # (as update() marks what it drew: the last step is drawn once)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()  # a terminal's line is cleared
+            self._bar = None
+
+
+class _IndexProgress:
+    """An indexing run's Progress as a bar of files, the chunks embedded and the file at hand beside it."""
+
+    def __init__(self) -> None:
+        self.bar = _Bar(" files")
+
+    def __call__(self, p: Progress) -> None:
+        if p.phase == "scanning":
+            self.bar(0, 0, "Looking for changes")
+            return
+        failed = f" · {p.files_failed} failed" if p.files_failed else ""
+        name = shown(os.path.basename(p.current_file)[:40])
+        self.bar(p.files_done, p.files_total, "Indexing",
+                 f"{p.chunks_embedded} chunks embedded{failed}{'  ' + name if name else ''}")
+
     def done(self) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        self.bar.close()
 
 
 def _print_report(report: IndexReport) -> None:
@@ -172,7 +214,7 @@ def cmd_folders(engine: Engine, args) -> int:
 
 
 def _run_index(engine: Engine, quiet: bool) -> IndexReport:
-    line = None if quiet else _ProgressLine()
+    line = None if quiet else _IndexProgress()
     try:
         return engine.index(on_progress=line)
     finally:
@@ -317,31 +359,15 @@ def _switch_report(engine: Engine, kind: str, as_json: bool) -> None:
               f"{model_name(previous) if previous != NO_RERANKER else 'no reranker'}.")
 
 
-def _embedding_progress(name: str):
-    stream, tty = sys.stderr, sys.stderr.isatty()
-    last = [0.0]
-
-    def show(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - last[0] < (0.1 if tty else 5.0):
-            return
-        last[0] = now
-        text = f"Embedding your documents with {name}: {done}/{total} passages"
-        stream.write(("\r\033[K" + text) if tty else text + "\n")
-        stream.flush()
-
-    return show
-
-
 def _switch_model(engine: Engine, switch, name: str) -> None:
     """Run a model switch in the foreground; Ctrl+C cancels it and keeps what was embedded."""
+    bar = _Bar(" passages")
     try:
-        switch(on_progress=_embedding_progress(name))
+        switch(on_progress=lambda done, total: bar(done, total, f"Embedding your documents with {name}"))
     except KeyboardInterrupt:
         raise Cancelled() from None
     finally:
-        if sys.stderr.isatty():
-            sys.stderr.write("\r\033[K")
+        bar.close()
 
 
 def cmd_models_use(engine: Engine, args) -> int:
@@ -408,7 +434,7 @@ def cmd_rebuild(engine: Engine, args) -> int:
     if getattr(args, "set_aside_catalog", False):  # main() already did: it could not open the old one
         _print_report(_run_index(engine, args.quiet))
         return EXIT_OK
-    line = None if args.quiet else _ProgressLine()
+    line = None if args.quiet else _IndexProgress()
     try:
         done, report = engine.rebuild_catalog(on_progress=line)
     finally:
@@ -478,7 +504,7 @@ def cmd_watch(engine: Engine, args) -> int:
     every = engine.config.reconcile_interval_min
     print(f"Watching {where}{f' (full rescan every {every} min)' if every else ''}. Press Ctrl+C to stop.",
           file=sys.stderr)
-    line = _ProgressLine()
+    line = _IndexProgress()
     shown = ""
 
     def stop(signum, frame):  # `kill` and logging out stop it as cleanly as Ctrl+C
@@ -530,7 +556,7 @@ def cmd_eval(engine: Engine, args) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else None
     if args.limit_queries is not None and args.limit_queries < 1:
         raise SiftError("--limit-queries must be at least 1.")
-    line = _ProgressLine()
+    line = _IndexProgress()
 
     def log(message: str) -> None:
         line.done()
@@ -555,23 +581,6 @@ def _finetune_table(result) -> str:
         for key in METRIC_KEYS:
             lines.append(f"{stage + ' ' + key:<20}{before[key]:>9.3f}{after[key]:>9.3f}{after[key] - before[key]:>+9.3f}")
     return "\n".join(lines)
-
-
-def _finetune_progress():
-    stream, tty = sys.stderr, sys.stderr.isatty()
-    last: list = [0.0, ""]  # (when, stage) of the last line shown
-
-    def show(p) -> None:
-        now = time.monotonic()
-        if p.stage == last[1] and now - last[0] < (0.2 if tty else 10.0) and p.done < p.total:
-            return
-        last[0], last[1] = now, p.stage
-        eta = f" · about {human_duration(p.eta_s)} left" if p.eta_s else ""
-        text = f"[{p.stage}] {p.message}{eta}"
-        stream.write(("\r\033[K" + text[:160]) if tty else text + "\n")
-        stream.flush()
-
-    return show
 
 
 def human_duration(seconds: float) -> str:
@@ -604,10 +613,16 @@ def cmd_finetune(engine: Engine, args) -> int:
         print(summary.message, file=sys.stderr)
     cancel = threading.Event()
     outcome: dict = {}
+    # A bar a stage (each stage counts its own steps). Made here: bars made on the worker while it
+    # mines are library bars to tqdm_hook, followed into nowhere.
+    bar = _Bar("", every_s=10.0, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+               "[{elapsed}<{remaining}{postfix}]")
+    bar(0, 0, "Fine-tuning")
 
     def work() -> None:
         try:
-            outcome["result"] = run_finetune(engine, options, on_progress=_finetune_progress(), cancel=cancel)
+            outcome["result"] = run_finetune(engine, options, on_progress=lambda p: bar(p.done, p.total, p.stage,
+                                                                                         p.message), cancel=cancel)
         except BaseException as exc:  # noqa: BLE001 (handed to the main thread, which raises it)
             outcome["error"] = exc
 
@@ -621,8 +636,7 @@ def cmd_finetune(engine: Engine, args) -> int:
                 cancel.set()
                 print("\nStopping after the current step …", file=sys.stderr, flush=True)
     finally:
-        if sys.stderr.isatty():
-            sys.stderr.write("\r\033[K")
+        bar.close()
     if isinstance(outcome.get("error"), Cancelled):
         print("Stopped; the models in use are unchanged and nothing was kept.", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 
 import pytest
 
@@ -205,3 +207,32 @@ def test_a_query_with_control_characters_is_printed_escaped(run, three, tmp_path
     code, out, _ = run("search", "--queries", str(queries))
     assert code == 0 and "\x1b" not in out and "\u202e" not in out
     assert "No good matches for \u201cxyzzy\\x1b[31mqqq \\u202eflurbgast\u201d" in out
+
+
+def test_index_progress_goes_to_stderr_as_whole_lines_off_a_terminal(run, docs):
+    for i in range(3):
+        write(docs / f"note{i}.txt", f"Note number {i} about green tea.")
+    run("add-folder", str(docs))
+    code, out, err = run("index")
+    assert code == 0 and "3 added" in out and "Indexing" not in out
+    lines = err.splitlines()
+    assert lines and "\r" not in err  # a log or CI gets whole lines, not one line drawn over
+    assert lines[-1].startswith("Indexing: 100%") and "3/3" in lines[-1]  # the last step, always
+    assert run("index", "--quiet")[2] == ""
+
+
+def test_index_progress_on_a_terminal_is_one_line_drawn_over_then_cleared(run, docs, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for i in range(3):
+        write(docs / f"note{i}.txt", f"Note number {i} about green tea.")
+    run("add-folder", str(docs))
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code, out, _ = run("index")
+    drawn = terminal.getvalue()
+    assert code == 0 and "3 added" in out
+    assert "\n" not in drawn and drawn.count("\r") >= 2 and "3/3" in drawn
+    assert drawn.rstrip(" ").endswith("\r")  # cleared for the report that follows
