@@ -4,7 +4,6 @@ Every step that touches the engine runs through `Tasks` (training takes minutes)
 back from the worker as a queued signal, cancel is a `threading.Event` the engine checks. The
 wizard never switches models by itself: only "Use the new model", enabled when the held-out gate
 passed, does (`Engine.adopt_model` re-embeds in the background while the current model serves).
-The Settings → Models tab (`ModelsTab`) shows the active and previous models and rolls back.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QPalette, QValidator
@@ -39,7 +37,6 @@ from PySide6.QtWidgets import (
 from desktop import theme
 from desktop.tasks import Task, Tasks
 from engine import (
-    BUNDLED_MODEL,
     Cancelled,
     DataSummary,
     Engine,
@@ -48,12 +45,9 @@ from engine import (
     LearnedSummary,
     LearnWeights,
     Metrics,
-    ModelCard,
-    ModelInfo,
     TrainOptions,
     TuneReport,
     finetune_summary,
-    model_name,
     run_finetune,
 )
 
@@ -129,45 +123,6 @@ def delta_color(kind: str, palette: QPalette | None = None) -> str:
     return ""
 
 
-def describe_card(card: ModelCard | None) -> str:
-    """One or two sentences saying where a model came from and what it measured."""
-    if card is None:
-        return ""
-    try:
-        when = datetime.fromisoformat(card.created).strftime("%d %b %Y")
-    except ValueError:
-        when = card.created
-    source = ("your documents' titles and headings" if card.method == "cold-start"
-              else f"{card.pairs:,} searches and the results you opened")
-    text = f"Trained {when} from {source}, starting from {model_name(card.base, mark_bundled=True)}."
-    key = "dense" if card.kind == "embedder" else "pipeline"
-    before, after = card.before.get(key, {}), card.after.get(key, {})
-    if card.heldout_queries and "ndcg@10" in before and "ndcg@10" in after:
-        text += (f" On {card.heldout_queries:,} held-out searches, nDCG@10 went from "
-                 f"{before['ndcg@10']:.3f} to {after['ndcg@10']:.3f}.")
-    elif not card.heldout_queries:
-        text += " Not measured: there were no held-out searches to test it on."
-    return text
-
-
-def _label(text: str = "", *, dim: bool = False, wrap: bool = True, rich: bool = False) -> QLabel:
-    label = QLabel(text)
-    label.setWordWrap(wrap)
-    label.setTextFormat(Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)
-    label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-    if dim:
-        theme.dim(label)
-    return label
-
-
-def _error_label() -> QLabel:
-    label = _label()
-    label.setStyleSheet("color:#c0392b")
-    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    label.hide()
-    return label
-
-
 class ScientificSpinBox(QDoubleSpinBox):
     """A learning rate reads as 2e-05, not 0.000020; steps multiply rather than add."""
 
@@ -218,9 +173,9 @@ class LearnedBox(QWidget):
         super().__init__()
         self.w = wizard
         self.previous: LearnWeights | None = None
-        self.title = _label("Already working: Sift learns from every result you open", wrap=False)
+        self.title = theme.label("Already working: Sift learns from every result you open", wrap=False)
         self.title.setFont(theme.scaled_font(self.title.font(), 1.0, bold=True))
-        self.summary = _label("", dim=True)
+        self.summary = theme.label("", dim=True)
         self.measure = QPushButton("Measure what it learned")
         self.measure.clicked.connect(self.start_measuring)
         self.undo = QPushButton("Undo")
@@ -231,10 +186,10 @@ class LearnedBox(QWidget):
         self.table.setHorizontalSpacing(18)
         self.cells: dict[str, tuple[QLabel, QLabel]] = {}
         for col, text in ((1, "before"), (2, "after")):
-            self.table.addWidget(_label(text, dim=True, wrap=False), 0, col)
+            self.table.addWidget(theme.label(text, dim=True, wrap=False), 0, col)
         for row, (key, text) in enumerate(_LEARN_ROWS, 1):
-            self.table.addWidget(_label(text, wrap=False), row, 0)
-            before, after = _label("", wrap=False), _label("", wrap=False)
+            self.table.addWidget(theme.label(text, wrap=False), row, 0)
+            before, after = theme.label("", wrap=False), theme.label("", wrap=False)
             self.table.addWidget(before, row, 1)
             self.table.addWidget(after, row, 2)
             self.cells[key] = (before, after)
@@ -242,7 +197,7 @@ class LearnedBox(QWidget):
         self.table_box = QWidget()
         self.table_box.setLayout(self.table)
         self.table_box.hide()
-        self.message = _label()
+        self.message = theme.label()
         self.message.hide()
         buttons = QHBoxLayout()
         buttons.setContentsMargins(0, 0, 0, 0)
@@ -332,9 +287,9 @@ class DataPage(QWizardPage):
         self.setSubTitle("Each time you open a search result, Sift notes which passage answered which words, "
                          "on this computer; nothing leaves it. Later, it can also train its search model on them.")
         self.learned = LearnedBox(wizard)
-        self.training_title = _label("Later, optional: train the search model on your searches", wrap=False)
+        self.training_title = theme.label("Later, optional: train the search model on your searches", wrap=False)
         self.training_title.setFont(theme.scaled_font(self.training_title.font(), 1.0, bold=True))
-        self.loading = _label("Reading your search history…", dim=True)
+        self.loading = theme.label("Reading your search history…", dim=True)
         self.figures = QGridLayout()
         self.figures.setContentsMargins(0, 0, 0, 0)
         self.figures.setHorizontalSpacing(24)
@@ -345,9 +300,9 @@ class DataPage(QWizardPage):
                 ("split", "Searches kept aside to test on"))
         self.names: dict[str, QLabel] = {}
         for row, (key, text) in enumerate(rows):
-            name = _label(text, wrap=False)
+            name = theme.label(text, wrap=False)
             self.names[key] = name
-            value = _label("", wrap=False)
+            value = theme.label("", wrap=False)
             value.setFont(theme.scaled_font(value.font(), 1.0, bold=True))
             value.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.figures.addWidget(name, row, 0)
@@ -357,14 +312,14 @@ class DataPage(QWizardPage):
         self.figures_box = QWidget()
         self.figures_box.setLayout(self.figures)
         self.figures_box.hide()
-        self.split_note = _label("Searches kept aside are never trained on: they show honestly whether the new "
+        self.split_note = theme.label("Searches kept aside are never trained on: they show honestly whether the new "
                                  "model finds what you opened better than the current one.", dim=True)
         self.split_note.hide()
-        self.message = _label()
+        self.message = theme.label()
         self.message.hide()
         self.cold_start = QCheckBox("Learn from your documents' own titles and headings instead")
         self.cold_start.toggled.connect(self._cold_start_toggled)
-        self.cold_note = _label("", dim=True)
+        self.cold_note = theme.label("", dim=True)
         self.cold_box = QWidget()
         cold = QVBoxLayout(self.cold_box)
         cold.setContentsMargins(0, 8, 0, 0)
@@ -372,7 +327,7 @@ class DataPage(QWizardPage):
         cold.addWidget(self.cold_start)
         cold.addWidget(self.cold_note)
         self.cold_box.hide()
-        self.error = _error_label()
+        self.error = theme.error_label()
 
         layout = QVBoxLayout(self)
         layout.setSpacing(10)
@@ -457,10 +412,10 @@ class OptionsPage(QWizardPage):
                          "until you choose to switch.")
         self.setCommitPage(True)
         self.setButtonText(QWizard.WizardButton.CommitButton, "Start training")
-        self.plan = _label("")
+        self.plan = theme.label("")
         # Beside the Start button: a run with nothing to test it on can never be offered, and the
         # person must read that before pressing it, not after minutes of training.
-        self.unmeasured = _label("")
+        self.unmeasured = theme.label("")
         self.unmeasured.setFont(theme.scaled_font(self.unmeasured.font(), 1.0, bold=True))
         self.unmeasured.hide()
 
@@ -506,7 +461,7 @@ class OptionsPage(QWizardPage):
         advanced.setContentsMargins(0, 0, 0, 0)
         advanced.setSpacing(10)
         advanced.addLayout(form)
-        advanced.addWidget(_label("Automatic batch size picks what fits this computer's memory: larger on a GPU. "
+        advanced.addWidget(theme.label("Automatic batch size picks what fits this computer's memory: larger on a GPU. "
                                   "Hard negatives are results you were shown but did not open, and look-alike "
                                   "passages; they teach the model fine differences.", dim=True))
         self.advanced.hide()
@@ -594,14 +549,14 @@ class TrainingPage(QWizardPage):
         self.result: FinetuneResult | None = None
         self.setTitle("Training")
         self.setSubTitle("Search keeps working with the current model while Sift trains.")
-        self.stage = _label("Starting…")
+        self.stage = theme.label("Starting…")
         self.stage.setFont(theme.scaled_font(self.stage.font(), 1.1, bold=True))
         self.bar = QProgressBar()
         self.bar.setRange(0, 0)
         self.bar.setTextVisible(False)
         self.bar.setFixedHeight(8)
-        self.detail = _label("", dim=True)
-        self.eta = _label("", dim=True, wrap=False)
+        self.detail = theme.label("", dim=True)
+        self.eta = theme.label("", dim=True, wrap=False)
         self.eta.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
         details = QHBoxLayout()
         details.addWidget(self.detail, 1)
@@ -611,9 +566,9 @@ class TrainingPage(QWizardPage):
         self.log.setMinimumHeight(110)
         self.log.setMaximumBlockCount(500)
         self.log.setFrameShape(QFrame.Shape.StyledPanel)
-        self.outcome = _label()
+        self.outcome = theme.label()
         self.outcome.hide()
-        self.error = _error_label()
+        self.error = theme.error_label()
         self.stop = QPushButton("Stop training")
         self.stop.clicked.connect(self.w.stop_training)
         stop_row = QHBoxLayout()
@@ -626,7 +581,7 @@ class TrainingPage(QWizardPage):
         layout.addWidget(self.bar)
         layout.addLayout(details)
         layout.addSpacing(4)
-        layout.addWidget(_label("What happened so far", dim=True))
+        layout.addWidget(theme.label("What happened so far", dim=True))
         layout.addWidget(self.log, 1)
         layout.addWidget(self.outcome)
         layout.addWidget(self.error)
@@ -721,22 +676,22 @@ class MetricsTable(QFrame):
         self.grid.setContentsMargins(12, 10, 12, 10)
         self.grid.setHorizontalSpacing(14)
         self.grid.setVerticalSpacing(6)
-        heading = _label(title, wrap=False)
+        heading = theme.label(title, wrap=False)
         heading.setFont(theme.scaled_font(heading.font(), 1.0, bold=True))
         self.grid.addWidget(heading, 0, 0, 1, 4)
-        self.grid.addWidget(_label(subtitle, dim=True), 1, 0, 1, 4)
+        self.grid.addWidget(theme.label(subtitle, dim=True), 1, 0, 1, 4)
         for col, text in enumerate(("", "Now", "New", "Change")):
-            head = _label(text, dim=True, wrap=False)
+            head = theme.label(text, dim=True, wrap=False)
             head.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.grid.addWidget(head, 2, col)
         self.cells: dict[str, tuple[QLabel, QLabel, QLabel]] = {}
         for row, (key, name, tip) in enumerate(METRICS, start=3):
-            label = _label(name, wrap=False)
+            label = theme.label(name, wrap=False)
             label.setToolTip(tip)
             self.grid.addWidget(label, row, 0)
             cells = []
             for col in (1, 2, 3):
-                cell = _label("", wrap=False)
+                cell = theme.label("", wrap=False)
                 cell.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 cell.setMinimumWidth(cell.fontMetrics().horizontalAdvance("+0.000") + 4)
                 self.grid.addWidget(cell, row, col)
@@ -786,12 +741,12 @@ class ResultsPage(QWizardPage):
         side.setSpacing(12)
         for table in self.tables.values():
             side.addWidget(table, 1)
-        self.headline = _label()
+        self.headline = theme.label()
         self.headline.setFont(theme.scaled_font(self.headline.font(), 1.1, bold=True))
-        self.verdict = _label()  # the engine's own sentence: which gate passed, by how much
+        self.verdict = theme.label()  # the engine's own sentence: which gate passed, by how much
         self.verdict.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.note = _label("", dim=True)
-        self.facts = _label("", dim=True)
+        self.note = theme.label("", dim=True)
+        self.facts = theme.label("", dim=True)
         layout = QVBoxLayout(self)
         layout.setSpacing(10)
         layout.addLayout(side)
@@ -842,17 +797,17 @@ class AdoptPage(QWizardPage):
         self.done = False
         self.setTitle("Switching to the new model")
         self.setSubTitle("Search keeps working with the current model meanwhile.")
-        self.stage = _label("Embedding your passages with the new model…")
+        self.stage = theme.label("Embedding your passages with the new model…")
         self.bar = QProgressBar()
         self.bar.setRange(0, 0)
         self.bar.setFixedHeight(8)
         self.bar.setTextVisible(False)
-        self.count = _label("", dim=True)
-        self.note = _label("You can close this window: the switch finishes in the background and happens at "
+        self.count = theme.label("", dim=True)
+        self.note = theme.label("You can close this window: the switch finishes in the background and happens at "
                            "once, when every passage is ready.", dim=True)
-        self.outcome = _label()
+        self.outcome = theme.label()
         self.outcome.hide()
-        self.error = _error_label()
+        self.error = theme.error_label()
         layout = QVBoxLayout(self)
         layout.setSpacing(8)
         layout.addWidget(self.stage)
@@ -1098,110 +1053,3 @@ class FinetuneWizard(QWizard):
         if self.training:
             self.stop_training()
         super().reject()
-
-
-# -- Settings → Models --------------------------------------------------------------------------------
-
-
-class ModelsTab(QWidget):
-    """The models in use, where they came from, and one-click roll back (in the background)."""
-
-    changed = Signal(str, str)   # kind ("embedder" | "reranker"), the value now active
-    loaded = Signal()            # the list came back from the engine (tests wait on this)
-
-    def __init__(self, engine: Engine, tasks: Tasks, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.engine, self.tasks = engine, tasks
-        self.infos: list[ModelInfo] = []
-        self.rows: dict[str, dict[str, QWidget]] = {}
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(12, 12, 12, 12)
-        layout.setSpacing(14)
-        for kind, title in (("embedder", "Search model (bi-encoder)"), ("reranker", "Reranker (cross-encoder)")):
-            heading = _label(title, wrap=False)
-            heading.setFont(theme.scaled_font(heading.font(), 1.0, bold=True))
-            active = _label("…")
-            card = _label("", dim=True)
-            previous = _label("", dim=True)
-            rollback = QPushButton("Roll back")
-            rollback.setToolTip("Switch back to the previous model at once; nothing is trained or embedded again")
-            rollback.clicked.connect(lambda _=False, k=kind: self.roll_back(k))
-            rollback.hide()
-            prev_row = QHBoxLayout()
-            prev_row.setContentsMargins(0, 0, 0, 0)
-            prev_row.addWidget(previous, 1)
-            prev_row.addWidget(rollback, 0, Qt.AlignmentFlag.AlignTop)
-            box = QVBoxLayout()
-            box.setSpacing(4)
-            box.addWidget(heading)
-            box.addWidget(active)
-            box.addWidget(card)
-            box.addLayout(prev_row)
-            layout.addLayout(box)
-            self.rows[kind] = {"active": active, "card": card, "previous": previous, "rollback": rollback}
-        layout.addWidget(_label("“Improve search…” in the main window trains models from the results you open. "
-                                "Rolling back is quick: the previous model's vectors are kept, so nothing is "
-                                "trained again, and only documents added since are embedded.", dim=True))
-        self.error = _error_label()
-        layout.addWidget(self.error)
-        layout.addStretch(1)
-        self._shown = False
-
-    def showEvent(self, event) -> None:
-        """The list is read when the tab is first looked at, not whenever Settings opens."""
-        super().showEvent(event)
-        if not self._shown:
-            self._shown = True
-            self.refresh()
-
-    def refresh(self) -> None:
-        self.tasks.run(self.engine.models, done=self._show, error=self._failed, key="models", name="list models")
-
-    def _show(self, infos: list[ModelInfo]) -> None:
-        self.infos = list(infos)
-        config = self.engine.config
-        for kind, widgets in self.rows.items():
-            active = next((i for i in self.infos if i.kind == kind and i.active), None)
-            previous = next((i for i in self.infos if i.kind == kind and i.previous), None)
-            configured = config.model if kind == "embedder" else config.reranker
-            if active is not None:
-                widgets["active"].setText(f"In use: {model_name(active.value, mark_bundled=True)}")
-            elif configured:
-                widgets["active"].setText(f"In use: {model_name(configured, mark_bundled=True)}")
-            else:
-                widgets["active"].setText("None installed" if kind == "reranker" else f"In use: {model_name(BUNDLED_MODEL, mark_bundled=True)}")
-            card_text = describe_card(active.card) if active is not None else ""
-            widgets["card"].setText(card_text)
-            widgets["card"].setVisible(bool(card_text))
-            if previous is not None:
-                widgets["previous"].setText(f"Before it: {model_name(previous.value, mark_bundled=True)}")
-            else:
-                widgets["previous"].setText("No previous model to go back to.")
-            widgets["rollback"].setVisible(previous is not None)
-            widgets["rollback"].setEnabled(previous is not None)
-        self.loaded.emit()
-
-    def _failed(self, exc: BaseException) -> None:
-        self.error.setText(str(exc))
-        self.error.show()
-        self.loaded.emit()
-
-    def roll_back(self, kind: str) -> None:
-        """Switch back to the previous model on a worker; no re-training, no re-embedding."""
-        widgets = self.rows[kind]
-        widgets["rollback"].setEnabled(False)
-        widgets["previous"].setText("Rolling back…")
-        self.error.hide()
-        engine = self.engine
-        fn = engine.rollback_model if kind == "embedder" else engine.rollback_reranker
-
-        def done(value: str) -> None:
-            self.changed.emit(kind, value)
-            self.refresh()
-
-        def failed(exc: BaseException) -> None:
-            self.error.setText(f"Could not roll back: {exc}")
-            self.error.show()
-            self.refresh()
-
-        self.tasks.run(fn, done=done, error=failed, name=f"roll back {kind}")

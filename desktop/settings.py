@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop import theme
-from desktop.finetune_wizard import ModelsTab
+from desktop.models_tab import ModelsTab
 from desktop.indexing import Indexer
 from desktop.prefs import Prefs
 from engine import BUNDLED_MODEL, Config, Engine, human_size

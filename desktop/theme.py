@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QPalette
+from PySide6.QtWidgets import QLabel
 
 THEMES = ("system", "light", "dark")
 
@@ -16,6 +17,26 @@ GAP = 8
 def dim(widget):
     """Draw a label's text in the palette's secondary colour; it follows light/dark switches (a style sheet would not)."""
     widget.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+    return widget
+
+
+def label(text: str = "", *, dim: bool = False, wrap: bool = True, rich: bool = False) -> QLabel:
+    """A label of plain text (rich: Qt's rich text) at the top left, wrapped unless told; `dim`: as dim() draws."""
+    widget = QLabel(text)
+    widget.setWordWrap(wrap)
+    widget.setTextFormat(Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)
+    widget.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+    if dim:
+        widget.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+    return widget
+
+
+def error_label() -> QLabel:
+    """A hidden label for an error message, in red, selectable (to copy into a report)."""
+    widget = label()
+    widget.setStyleSheet("color:#c0392b")
+    widget.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    widget.hide()
     return widget
 
 

@@ -22,11 +22,11 @@ from desktop.finetune_wizard import (
     delta_color,
     delta_kind,
     delta_text,
-    describe_card,
     detail_text,
     eta_text,
 )
 from desktop.indexing import Indexer
+from desktop.models_tab import describe_card
 from desktop.prefs import Prefs
 from desktop.settings import SettingsDialog
 from desktop.tasks import Tasks
