@@ -179,7 +179,8 @@ class ChunkFilter:
 
     def sql(self) -> tuple[str, list]:
         """A WHERE clause over `files f` (always valid, '1' when empty) and its parameters."""
-        clauses, params = ["1"], []
+        clauses: list[str] = ["1"]
+        params: list[object] = []
         if self.kinds:
             clauses.append(f"f.kind IN ({','.join('?' * len(self.kinds))})")
             params += list(self.kinds)
@@ -406,10 +407,10 @@ class Catalog:
         for chunk, text_hash in zip(chunks, text_hashes, strict=True):
             cur = conn.execute(
                 """INSERT INTO chunks(file_id, ordinal, page, start, "end", token_count, text_hash, text)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
                 (file_id, chunk.ordinal, chunk.page, chunk.start, chunk.end, chunk.token_count, text_hash, chunk.text),
             )
-            added.append(cur.lastrowid)
+            added.append(cur.fetchone()[0])
         return removed, added
 
     def put_vectors(self, conn: sqlite3.Connection, model_id: str, text_hashes: Sequence[str],
@@ -578,6 +579,7 @@ class Catalog:
         among_last: count only among the newest this many chunk ids (a sample: FTS5 seeks to the
         first id, so the cost stays bounded however common the words are).
         Finding matches is cheap next to scoring them (about 20 ns against 1 µs a chunk here)."""
+        params: tuple[object, ...]
         if among_last is None:
             sql, params = "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?", (match, cap)
         else:
@@ -632,9 +634,9 @@ class Catalog:
     def add_click(self, conn: sqlite3.Connection, *, query: str, chunk_id: int, text_hash: str, path: str,
                   rank: int, shown: Sequence[int]) -> int:
         cur = conn.execute(
-            "INSERT INTO clicks(at, query, chunk_id, text_hash, path, rank, shown) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (time.time(), query, chunk_id, text_hash, _enc(path), rank, json.dumps([int(c) for c in shown])))
-        return cur.lastrowid
+            "INSERT INTO clicks(at, query, chunk_id, text_hash, path, rank, shown) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "RETURNING id", (time.time(), query, chunk_id, text_hash, _enc(path), rank, json.dumps([int(c) for c in shown])))
+        return cur.fetchone()[0]
 
     def clicks(self) -> list[Click]:
         rows = self.conn.execute("SELECT id, at, query, chunk_id, text_hash, path, rank, shown FROM clicks ORDER BY id")

@@ -350,6 +350,17 @@ def content_hash(path: str, identity: Identity | None) -> str | None:
 
 
 @dataclass
+class _Reading:
+    """The file being parsed and how many were parsed or skipped (the producer writes them), and
+    what was last reported of them."""
+
+    path: str = ""
+    count: int = 0
+    reported_path: str = ""
+    reported_count: int = 0
+
+
+@dataclass
 class _Pending:
     """A parsed file waiting in the current batch."""
 
@@ -440,15 +451,16 @@ class Indexer:
         present_roots = [r for r in self.roots if r not in offline]
         for r in offline:
             log.warning("folder %s is not there (unplugged or removed?): its files are kept", r)
-        options = dict(exclude=self.config.exclude, include_hidden=self.config.include_hidden, cancel=self.cancel,
-                       never=self.never)
+        exclude, hidden = self.config.exclude, self.config.include_hidden
         if paths is None:
-            disk, unreadable = scan(present_roots, **options)
+            disk, unreadable = scan(present_roots, exclude=exclude, include_hidden=hidden, cancel=self.cancel,
+                                    never=self.never)
             known = self.catalog.files()
             self._remember_devices(present_roots)
             self._remember_unlistable(unreadable, None)
         else:
-            disk, unreadable, scope = scan_paths(present_roots, paths, **options)
+            disk, unreadable, scope = scan_paths(present_roots, paths, exclude=exclude, include_hidden=hidden,
+                                                 cancel=self.cancel, never=self.never)
             known = self.catalog.files_at_or_under(scope)
             self._remember_unlistable(unreadable, scope)
         if unplugged := offline_roots(present_roots, self.catalog):  # during the scan
@@ -590,7 +602,7 @@ class Indexer:
         parsed: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
         # [file being parsed, file last reported, files read, files read last reported]: the
         # producer writes the first and third, this thread the others.
-        current: list = ["", "", 0, 0]
+        current = _Reading()
         producer = threading.Thread(target=self._stage, args=(self._produce, (work, known, disk, current, stop), parsed, stop),
                                     name="sift-parse-feed", daemon=True)
         embedding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sift-embed")
@@ -601,7 +613,7 @@ class Indexer:
                 # A batch whose vectors are ready commits even while the producer is busy (a
                 # huge text being chunked, a slow parse), so finished files never wait for it.
                 item = self._next(parsed, current, ready=in_flight[2].done if in_flight is not None else None)
-                if item is _IDLE:
+                if item is _IDLE and in_flight is not None:  # (_IDLE comes only while a batch is in flight)
                     self._finish(*in_flight, known, disk, current)
                     in_flight = None
                     self._check_cancel()
@@ -629,7 +641,7 @@ class Indexer:
             embedding.shutdown(wait=True, cancel_futures=True)
             producer.join()
 
-    def _next(self, parsed: queue.Queue, current: list[str], ready: Callable[[], bool] | None = None):
+    def _next(self, parsed: queue.Queue, current: _Reading, ready: Callable[[], bool] | None = None):
         """The producer's next item, reporting the file being parsed and watching for cancel meanwhile;
         _IDLE when none is there yet and `ready()` says the batch in flight can commit."""
         while True:
@@ -641,12 +653,12 @@ class Indexer:
                 if ready is not None and ready():
                     return _IDLE
 
-    def _report_reading(self, current: list) -> None:
-        if current[0] != current[1] or current[2] != current[3]:
-            current[1], current[3] = current[0], current[2]
-            self._report(current_file=current[0], files_read=max(current[2], self.progress.files_done))
+    def _report_reading(self, current: _Reading) -> None:
+        if current.path != current.reported_path or current.count != current.reported_count:
+            current.reported_path, current.reported_count = current.path, current.count
+            self._report(current_file=current.path, files_read=max(current.count, self.progress.files_done))
 
-    def _finish(self, batch: _Batch, problems: list, job: Future, known: dict[str, FileRow], disk: dict[str, DiskFile], current: list[str]) -> None:
+    def _finish(self, batch: _Batch, problems: list, job: Future, known: dict[str, FileRow], disk: dict[str, DiskFile], current: _Reading) -> None:
         """Wait for a batch's vectors (watching for cancel), then commit it."""
         while True:
             try:
@@ -705,7 +717,7 @@ class Indexer:
             return
         put(_DONE)
 
-    def _produce(self, work: list[str], known: dict[str, FileRow], disk: dict[str, DiskFile], current: list[str],
+    def _produce(self, work: list[str], known: dict[str, FileRow], disk: dict[str, DiskFile], current: _Reading,
                  stop: threading.Event) -> Iterator[tuple[_Batch, list[tuple[str, FileStatus, str]]]]:
         """Parse, chunk and hash files into batches of whole files (the producer thread).
 
@@ -731,7 +743,7 @@ class Indexer:
                     continue
                 row = known.get(path)
                 same = row is not None and row.status == FileStatus.INDEXED and row.size == d.size
-                yield ParseJob(path, d.identity, row.content_hash if same else None)
+                yield ParseJob(path, d.identity, row.content_hash if same and row is not None else None)
 
         batch = _Batch()
         own = self.parse_runner is None
@@ -744,9 +756,9 @@ class Indexer:
             parsed_count = 0
             try:
                 for path, result in results:
-                    current[0] = path
+                    current.path = path
                     parsed_count += 1
-                    current[2] = parsed_count + skipped[0]
+                    current.count = parsed_count + skipped[0]
                     if isinstance(result, ParseError):
                         status, reason = FileStatus(result.status), result.reason
                         if not os.path.lexists(path):  # deleted while parsing: nothing to report

@@ -11,10 +11,11 @@ converts in seconds. Torch and transformers load only in that process.
 
 import json
 import sys
+from collections.abc import Callable
 
 # OpenVINO's converter and NNCF report usage unless they cannot import openvino_telemetry (see
 # engine.embed.block_openvino_telemetry): this must come before either is imported.
-sys.modules["openvino_telemetry"] = None
+sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # None blocks an import; typeshed has no room for it
 
 
 def export(where: str, out: str) -> None:
@@ -53,4 +54,5 @@ def quantize(model_xml: str, out: str, tokenizer_dir: str, texts: str) -> None:
 
 
 if __name__ == "__main__":
-    {"export": export, "quantize": quantize}[sys.argv[1]](*sys.argv[2:])
+    commands: dict[str, Callable[..., None]] = {"export": export, "quantize": quantize}
+    commands[sys.argv[1]](*sys.argv[2:])

@@ -201,7 +201,8 @@ def parse_query(raw: str, *, folders_base: Sequence[str] = (), literal: bool = F
         else:
             before = _date_ns(value)
     rest = _FILTER.sub(" ", raw)
-    phrases, excluded = [], []
+    phrases: list[str] = []
+    excluded: list[str] = []
     for m in _PHRASE.finditer(rest):
         (excluded if m.group(1) else phrases).append(m.group(2).strip())
     rest = _PHRASE.sub(lambda m: " " if m.group(1) else f" {m.group(2)} ", rest)
@@ -379,9 +380,9 @@ def _fuse(cands: list[_Candidate], rows: dict[int, ChunkRow], learned_weight: fl
                 fid = rows[c.chunk_id].file_id
                 best[fid] = max(best.get(fid, 0.0), c.learned)
         for c in cands:
-            doc = best.get(rows[c.chunk_id].file_id)
-            if doc:
-                c.fused += learned_weight * (doc + 1e-3 * (c.learned or 0.0)) / (RRF_K + 1)
+            doc_best = best.get(rows[c.chunk_id].file_id)
+            if doc_best:
+                c.fused += learned_weight * (doc_best + 1e-3 * (c.learned or 0.0)) / (RRF_K + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,9 +484,9 @@ class Searcher:
             # Only filters ("type:pdf"): the most recent matching documents.
             ids = self.catalog.recent_files(limit=limit, where=query.where)
             rows = self.catalog.chunks_by_id(ids)
-            cands = [_Candidate(i) for i in ids if i in rows]
+            recent = [_Candidate(i) for i in ids if i in rows]
             # Every one matches the filters exactly: good matches all.
-            return SearchResult(self._group(cands, rows, query, limit, score=lambda c: 1.0), "filter", timings, note)
+            return SearchResult(self._group(recent, rows, query, limit, score=lambda c: 1.0), "filter", timings, note)
 
         cands: dict[int, _Candidate] = {}
         q = None
@@ -698,13 +699,11 @@ class Searcher:
         while True:
             keys, _ = self._ann(q, depth, ChunkFilter())
             rows = self.catalog.chunks_by_id(keys)
-            ranked = [_Candidate(int(k), dense_rank=r) for r, k in enumerate(keys, 1)
+            ranked = [_Candidate(int(k), dense_rank=r, fused=1 / (RRF_K + r)) for r, k in enumerate(keys, 1)
                       if int(k) in rows and rows[int(k)].file_id != exclude_file]
             if len({rows[c.chunk_id].file_id for c in ranked}) >= limit or len(keys) < depth:
                 break
             depth *= 4
-        for c in ranked:
-            c.fused = 1 / (RRF_K + c.dense_rank)
         return self._group(ranked, rows, parse_query(""), limit, lambda c: c.fused * (RRF_K + 1))
 
     # stage 1 ----------------------------------------------------------------------------------
@@ -789,7 +788,7 @@ class Searcher:
                 ptext, pspans = make_snippet(prow.text, query)
                 passages.append(Passage(chunk_id=c.chunk_id, page=prow.page, snippet=ptext, highlights=pspans,
                                         score=score(c)))
-            duplicates = ()
+            duplicates: tuple[str, ...] = ()
             if row.content_hash:
                 duplicates = tuple(p for p in self.catalog.paths_with_content(row.content_hash) if p != row.path)
             hits.append(Hit(path=row.path, score=score(best), page=row.page, snippet=snippet, chunk_id=row.id,

@@ -37,9 +37,10 @@ def read(f: BinaryIO) -> tuple[Page, ...]:
 def _package_path(zf: zipfile.ZipFile) -> str:
     root = ElementTree.fromstring(zf.read("META-INF/container.xml"))
     rootfile = root.find(f"{_CONTAINER}rootfiles/{_CONTAINER}rootfile")
-    if rootfile is None or not rootfile.get("full-path"):
+    path = rootfile.get("full-path") if rootfile is not None else None
+    if not path:
         raise ValueError("META-INF/container.xml names no package document")
-    return rootfile.get("full-path")
+    return path
 
 
 def _spine(zf: zipfile.ZipFile, opf_path: str) -> list[str]:
@@ -53,9 +54,10 @@ def _spine(zf: zipfile.ZipFile, opf_path: str) -> list[str]:
     names = []
     for itemref in package.iterfind(f"{_OPF}spine/{_OPF}itemref"):
         item = manifest.get(itemref.get("idref"))
-        if item is None or item.get("media-type") not in _DOCUMENT_TYPES or not item.get("href"):
+        href = item.get("href") if item is not None else None
+        if item is None or item.get("media-type") not in _DOCUMENT_TYPES or not href:
             continue
-        names.append(_resolve(base, item.get("href")))
+        names.append(_resolve(base, href))
     return names
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email
 from email import policy
-from email.message import EmailMessage
+from email.message import MIMEPart
 from typing import BinaryIO
 
 from engine.parse import text
@@ -23,8 +23,9 @@ def read(f: BinaryIO) -> tuple[Page, ...]:
     return (Page(None, "\n".join(lines)),)
 
 
-def _body_text(part: EmailMessage) -> str:
-    raw = part.get_payload(decode=True) or b""
+def _body_text(part: MIMEPart) -> str:
+    payload = part.get_payload(decode=True)  # bytes, or None for a multipart part
+    raw = payload if isinstance(payload, bytes) else b""
     charset = part.get_content_charset()
     try:
         content = raw.decode(charset, errors="replace") if charset else None

@@ -10,8 +10,9 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
+from typing import cast
 
 from engine.errors import ParseError
 from engine.parse.source import ParseJob, Unchanged
@@ -77,7 +78,7 @@ class ParseRunner:
         # spawn, never fork: the caller holds SQLite connections and threads a fork would copy.
         self._context = multiprocessing.get_context("spawn")
         self._idle: list[_Worker] = []  # started and waiting for a file
-        self._maps: weakref.WeakSet[Iterator] = weakref.WeakSet()  # map() results not yet done
+        self._maps: weakref.WeakSet[Generator] = weakref.WeakSet()  # map() results not yet done
         self._closed = False
 
     def map(self, paths: Iterable[Job], *, stop: threading.Event | None = None) -> Iterator[tuple[str, Result]]:
@@ -126,7 +127,8 @@ class ParseRunner:
         except Exception as exc:  # a parse_fn other than ours may raise anything
             return ParseError(FileStatus.CORRUPT, f"the parser failed: {exc!r}")
 
-    def _map_in_workers(self, paths: Iterator[Job], stop: threading.Event | None) -> Iterator[tuple[str, Result]]:
+    def _map_in_workers(self, paths: Iterator[Job], stop: threading.Event | None,
+                        ) -> Generator[tuple[str, Result], None, None]:
         busy: dict[Connection, _Worker] = {}
         retry: list[Job] = []  # timed out once: tried again after every other file
         try:
@@ -147,7 +149,8 @@ class ParseRunner:
                 timeout = max(0.0, min(worker.deadline for worker in busy.values()) - time.monotonic())
                 if stop is not None:
                     timeout = min(timeout, STOP_POLL_S)
-                for conn in wait(list(busy), timeout=timeout):
+                # (wait() gives back some of the connections it was given)
+                for conn in cast(list[Connection], wait(list(busy), timeout=timeout)):
                     worker = busy[conn]
                     try:
                         message = conn.recv()
@@ -160,13 +163,13 @@ class ParseRunner:
                                 f"(exit code {worker.process.exitcode})"
                             ) from None
                         crashed = ParseError(FileStatus.CORRUPT, "the parser crashed on this file")
-                        yield worker.path, crashed
+                        yield worker.release()[0], crashed
                         continue
                     if message == _READY:
                         worker.start_clock()
                         continue
                     del busy[conn]
-                    path, worker.path = worker.path, None
+                    path, _ = worker.release()
                     self._idle.append(worker)
                     yield path, message
                 now = time.monotonic()
@@ -185,10 +188,11 @@ class ParseRunner:
                         continue
                     del busy[conn]
                     worker.kill()
+                    path, job = worker.release()
                     if worker.limit == self._timeout_s:
-                        retry.append(worker.job)
+                        retry.append(job)
                         continue
-                    yield worker.path, ParseError(FileStatus.TIMEOUT, f"{why} (tried twice)")
+                    yield path, ParseError(FileStatus.TIMEOUT, f"{why} (tried twice)")
         finally:
             # Abandoned mid-way (or failed): results still in flight must not reach a later
             # map(), and the files may be hanging, so stop those workers.
@@ -235,6 +239,14 @@ class _Worker:
         if self.ready:
             self.start_clock()
 
+    def release(self) -> tuple[str, Job]:
+        """The file this worker was given (path, job), which it no longer has: parsed, crashed or killed."""
+        if self.path is None or self.job is None:
+            raise RuntimeError("this parse worker was given no file")
+        given = self.path, self.job
+        self.job = self.path = None
+        return given
+
     def start_clock(self) -> None:
         """The file's clock starts: wall time and, where readable, this worker's processor time."""
         self.ready = True
@@ -250,7 +262,7 @@ class _Worker:
         (blocked), or after STRETCH_MAX limits of waiting.
         """
         cpu = _cpu_seconds(self.process.pid)
-        if self.cpu_start is None or cpu is None:
+        if self.cpu_start is None or self.cpu_checked is None or cpu is None:
             return f"parsing took longer than {self.limit:g} s"
         used = cpu - self.cpu_start
         if used >= self.limit:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import stat
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from engine.errors import ParseError
 from engine.types import FileStatus
@@ -40,7 +40,7 @@ class Unchanged:
     content_hash: str
 
 
-def open_scanned(path: str, identity: Identity | None) -> tuple[BinaryIO, os.stat_result]:
+def open_scanned(path: str, identity: Identity | None) -> tuple[io.BufferedReader, os.stat_result]:
     """The open file and its fstat; ParseError unless it is a regular file with `identity`.
 
     Everything after this reads the descriptor, never the path again, so what is hashed and
@@ -68,6 +68,6 @@ def open_scanned(path: str, identity: Identity | None) -> tuple[BinaryIO, os.sta
         raise
 
 
-def file_digest(f: BinaryIO) -> str:
+def file_digest(f: io.BufferedReader) -> str:
     """The content hash the catalog keeps, of an open file from its current position."""
     return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=20)).hexdigest()
