@@ -76,6 +76,8 @@ def run(folder: Path, *, workers: int, timeout: float, home: Path | None = None)
         "workers_left": sorted(set(left)),
         "report": report,
         "reasons": collections.Counter(),
+        "shown": collections.Counter(p.plain_reason for p in engine.status().problems
+                                     if p.path.lower().endswith(".pdf")),
         "chunks": engine.catalog.chunk_count(),
     }
     for name, row in rows.items():
@@ -104,6 +106,9 @@ def main() -> int:
     print("reasons (status: reason, count):")
     for (status, reason), n in f["reasons"].most_common(25):
         print(f"  {n:>4}  {status:<10} {reason}")
+    print("what a person is shown (reason, count):")
+    for reason, n in f["shown"].most_common():
+        print(f"  {n:>4}  {reason}")
     timeouts = f["statuses"].get("timeout", 0)
     bound = f["pdfs_on_disk"] * f["timeout_s"] / f["workers"]
     print(f"wall time {f['wall_s']:.1f} s with {f['workers']} workers and a {f['timeout_s']:g} s limit per file "

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSplitter,
     QStackedWidget,
@@ -106,17 +107,24 @@ def _text(text: str, *, dim: bool = False) -> QLabel:
     return label
 
 
-class StatePage(QWidget):
-    """A centred message: title, text, optional buttons. Used for welcome, empty, loading and errors."""
+class StatePage(QScrollArea):
+    """A centred message: title, text, optional buttons. Used for welcome, empty, loading and errors.
+    It scrolls when the window is too short for it (scale 2 on a small screen), so no paragraph is
+    ever squeezed to one line."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.box = QVBoxLayout()
         self.box.setSpacing(12)
         column = QWidget()
         column.setLayout(self.box)
         column.setMaximumWidth(560)
-        outer = QVBoxLayout(self)
+        page = QWidget()
+        self.setWidget(page)
+        outer = QVBoxLayout(page)
         outer.setContentsMargins(32, 48, 32, 32)
         row = QHBoxLayout()
         row.addStretch(1)
@@ -186,6 +194,7 @@ class MainWindow(QMainWindow):
         self.status_line.clicked.connect(self.panelRequested)
         self.statusBar().addWidget(self.status_line, 1)
         self.statusBar().setSizeGripEnabled(True)
+        self.statusBar().messageChanged.connect(lambda text: text or self.statusBar().setToolTip(""))
         self.tray_note = QLabel()
         self.tray_note.hide()
         self.statusBar().addPermanentWidget(self.tray_note)
@@ -505,7 +514,11 @@ class MainWindow(QMainWindow):
         self.query.selectAll()
 
     def show_message(self, text: str, ms: int = 6000) -> None:
-        self.statusBar().showMessage(text, ms)
+        """A passing message in the status bar, cut with … to its width; the whole text is its tooltip."""
+        bar = self.statusBar()
+        bar.setToolTip(text)
+        room = max(bar.width() - 2 * theme.GAP - 16, 80)
+        bar.showMessage(bar.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, room), ms)
 
     def set_warm(self, state: str, message: str = "") -> None:
         """'warming' shows a calm banner (typing works already); 'failed' says what to do; 'ready' hides it."""

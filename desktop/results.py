@@ -52,6 +52,14 @@ def short_folder(path: str) -> str:
     return folder
 
 
+def copies_text(hit: Hit) -> str:
+    """'also at ~/Backup' (or '… and 2 more') for a file whose identical copies are this one result."""
+    if not hit.duplicates:
+        return ""
+    more = len(hit.duplicates) - 1
+    return f"also at {short_folder(hit.duplicates[0])}" + (f" and {more} more" if more else "")
+
+
 def page_text(hit: Hit) -> str:
     if hit.page is None:
         return ""
@@ -173,7 +181,8 @@ class ResultsModel(QAbstractListModel):
             return os.path.basename(hit.path)
         if role == Qt.ItemDataRole.ToolTipRole:
             extra = f" · {page_text(hit)}" if hit.page is not None else ""
-            return f"{hit.path}{extra}"
+            copies = "".join(f"\nalso at {path}" for path in hit.duplicates)
+            return f"{hit.path}{extra}{copies}"
         if role == Qt.ItemDataRole.AccessibleDescriptionRole:
             return hit.snippet
         return None
@@ -299,15 +308,15 @@ class ResultDelegate(QStyledItemDelegate):
                              int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), date)
         y += name_fm.height() + 2
 
-        # line 2: folder · page, relevance bar at the right
+        # line 2: folder · page · also at (identical copies), relevance bar at the right
         where = short_folder(hit.path)
-        page = page_text(hit)
-        page_w = small_fm.horizontalAdvance(" · " + page) if page else 0
-        folder_room = right - left - bar_w - 16 - page_w
+        tail = "".join(f" · {part}" for part in (page_text(hit), copies_text(hit)) if part)
+        room = right - left - bar_w - 12
+        folder_room = room - 4 - small_fm.horizontalAdvance(tail)
         folder = small_fm.elidedText(where, Qt.TextElideMode.ElideMiddle, max(folder_room, 40))
-        painter.drawText(QRect(left, y, right - left - bar_w - 12, small_fm.height()),
+        painter.drawText(QRect(left, y, room, small_fm.height()),
                          int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
-                         folder + (" · " + page if page else ""))
+                         small_fm.elidedText(folder + tail, Qt.TextElideMode.ElideRight, room))
         if bar_w:
             self._paint_relevance(painter, QRectF(right - bar_w, y + small_fm.height() / 2 - 2, bar_w, 4),
                                   index.data(RelevanceRole) or 0.0, accent, palette)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -26,23 +27,6 @@ from PySide6.QtWidgets import (
 from desktop import theme
 from desktop.indexing import Indexer, IndexState
 from engine import Problem, Progress, StatusReport
-
-# How each problem reads to a person, before the engine's specific reason.
-PROBLEM_LABELS = {
-    "unsupported": "Not a kind of file Sift reads",
-    "encrypted": "Encrypted",
-    "corrupt": "Damaged, or in a form Sift cannot read",
-    "too-large": "Larger than the size limit",
-    "timeout": "Took too long to read",
-    "no-text": "Skipped: no text in it",
-    "unreadable": "Cannot be read",
-    "vanished": "Moved or deleted while indexing",
-}
-# Where a reason goes on with a parser library's own message: a person is shown the part before
-# it (the library's words, e.g. "The filter name /A85 is deprecated…", go to the tooltip only).
-LIBRARY_MESSAGE_AFTER = ("could not be read:", "is damaged:", "holds broken XML:", "the parser failed:",
-                         "the parser's result was unusable:")
-
 
 def _count(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
@@ -73,38 +57,13 @@ def reading_text(p: Progress) -> str:
     return f"{files_seen(p):,} of {_count(p.files_total, 'file')}"
 
 
-def is_skipped(problem: Problem) -> bool:
-    """A file with no text (a scan, an empty file) is skipped, not a failure: nothing is wrong with it."""
-    return str(problem.status) == "no-text"
-
-
-def problem_reason(problem: Problem) -> str:
-    """The reason in a person's words: no parser library's internals, no word said twice."""
-    status, reason = str(problem.status), problem.reason.strip()
-    low = reason.lower()
-    if status == "no-text":
-        if "scan" in low or "text layer" in low:
-            return "Skipped: a scan with no text layer, needs OCR"
-        if "empty" in low:
-            return "Skipped: the file is empty"
-        return PROBLEM_LABELS["no-text"]
-    label = PROBLEM_LABELS.get(status, status.replace("-", " ").capitalize())
-    for marker in LIBRARY_MESSAGE_AFTER:
-        if marker.lower() in low:
-            return label
-    reason = reason.removeprefix("this ").strip()
-    if reason and reason.lower().rstrip(".") != label.lower() and not label.lower().startswith(reason.lower()):
-        return f"{label}: {reason}"
-    return label
-
-
 def problems_text(problems: tuple[Problem, ...] | list[Problem]) -> str:
     """' · 7 could not be read · 3 skipped (no text)' for the status bar; '' when there are none."""
-    skipped = sum(1 for p in problems if is_skipped(p))
+    skipped = sum(1 for p in problems if p.skipped)
     failed = len(problems) - skipped
     text = f" · {failed:,} could not be read" if failed else ""
     if skipped:
-        scans = sum(1 for p in problems if is_skipped(p) and "scan" in problem_reason(p))
+        scans = sum(1 for p in problems if p.skipped and "scan" in p.plain_reason)
         text += f" · {skipped:,} skipped" + (", need OCR" if scans == skipped else " (no text)")
     return text
 
@@ -142,8 +101,22 @@ def summary(state: IndexState) -> str:
     return text
 
 
-class _ClickableLabel(QLabel):
+class _StatusText(QLabel):
+    """The status bar's words, cut with … to the room there is (a long reason never widens the
+    window or runs off its edge); the whole text is in the tooltip, and a click opens the panel."""
+
     clicked = Signal()
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(min(super().minimumSizeHint().width(), 120), super().minimumSizeHint().height())
+
+    def shown_text(self) -> str:
+        return self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, self.contentsRect().width())
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.drawText(self.contentsRect(), int(self.alignment()), self.shown_text())
 
     def mouseReleaseEvent(self, event) -> None:
         if event.button() == Qt.MouseButton.LeftButton:
@@ -158,9 +131,8 @@ class StatusLine(QWidget):
 
     def __init__(self, indexer: Indexer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.label = _ClickableLabel()
+        self.label = _StatusText()
         self.label.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.label.setToolTip("Indexing status and files that could not be read")
         self.label.setContentsMargins(6, 2, 6, 2)
         self.label.clicked.connect(self.clicked)
         self.bar = QProgressBar()
@@ -177,7 +149,9 @@ class StatusLine(QWidget):
         self.update_state(indexer.state)
 
     def update_state(self, state: IndexState) -> None:
-        self.label.setText(summary(state))
+        text = summary(state)
+        self.label.setText(text)
+        self.label.setToolTip(f"{text}\n\nClick for the indexing status and the files that could not be read")
         p = state.progress
         if state.running and p.files_total:
             self.bar.setRange(0, p.files_total)
@@ -371,7 +345,7 @@ class IndexPanel(QDialog):
         where = "the sample documents" if status.using_samples else _count(len(status.folders), "folder")
         self.totals.setText(f"{_count(files, 'file')} in {where} · {_count(status.chunks, 'passage')} · "
                             f"{size_mb:.1f} MB on disk · model {status.model}")
-        skipped = sum(1 for p in status.problems if is_skipped(p))
+        skipped = sum(1 for p in status.problems if p.skipped)
         failed = len(status.problems) - skipped
         title = f"Files Sift could not read ({failed:,})"
         if skipped:
@@ -380,11 +354,11 @@ class IndexPanel(QDialog):
         selected = {item.data(0, Qt.ItemDataRole.UserRole) for item in self.problems.selectedItems()}
         self.problems.clear()
         for problem in status.problems:
-            item = QTreeWidgetItem([os.path.basename(problem.path), problem_reason(problem),
+            item = QTreeWidgetItem([os.path.basename(problem.path), problem.plain_reason,
                                     os.path.dirname(problem.path)])
             item.setData(0, Qt.ItemDataRole.UserRole, problem.path)
             item.setToolTip(0, problem.path)
-            item.setToolTip(1, f"{problem_reason(problem)}\n\n{problem.reason}" if problem.reason else problem_reason(problem))
+            item.setToolTip(1, f"{problem.plain_reason}\n\n{problem.reason}" if problem.reason else problem.plain_reason)
             self.problems.addTopLevelItem(item)
             item.setSelected(problem.path in selected)
         has = bool(status.problems)

@@ -456,7 +456,8 @@ def cmd_status(engine: Engine, args) -> int:
     s = engine.status()
     if args.json:
         data = dataclasses.asdict(s)
-        data["problems"] = [{"path": p.path, "status": str(p.status), "reason": p.reason} for p in s.problems]
+        data["problems"] = [{"path": p.path, "status": str(p.status), "reason": p.plain_reason, "detail": p.reason}
+                            for p in s.problems]
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return EXIT_ERROR if s.catalog_damage else EXIT_OK
     if s.catalog_damage:
@@ -473,10 +474,13 @@ def cmd_status(engine: Engine, args) -> int:
     print(f"Model: {s.model}")
     print(f"Reranker: {s.reranker}")
     print(f"Vector index: {s.vector_dtype}, {human_size(s.index_bytes)}; catalog {human_size(s.catalog_bytes)}")
-    if s.problems:
-        print(f"Could not index {len(s.problems)} files:")
-        for p in s.problems:
-            print(f"  {p.status:<11} {shown(p.path)}: {shown(p.reason)}")
+    failed = [p for p in s.problems if not p.skipped]
+    skipped = [p for p in s.problems if p.skipped]
+    for problems, heading in ((failed, "Could not index"), (skipped, "Skipped, no text in")):
+        if problems:
+            print(f"{heading} {len(problems)} file{'' if len(problems) == 1 else 's'}:")
+            for p in problems:
+                print(f"  {shown(p.path)}: {shown(p.plain_reason)}")
     return EXIT_ERROR if s.catalog_damage else EXIT_OK
 
 

@@ -142,11 +142,55 @@ class Progress:
         return self.files_seen / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+# How each problem reads to a person, before the engine's specific reason.
+PROBLEM_LABELS = {
+    "unsupported": "Not a kind of file Sift reads",
+    "encrypted": "Encrypted",
+    "corrupt": "Damaged, or in a form Sift cannot read",
+    "too-large": "Larger than the size limit",
+    "timeout": "Took too long to read",
+    "no-text": "Skipped: no text in it",
+    "unreadable": "Cannot be read",
+    "vanished": "Moved or deleted while indexing",
+}
+# Where a reason goes on with a parser library's own message: a person is shown the part before
+# it (the library's words, e.g. "The filter name /A85 is deprecated…", stay in `reason`).
+LIBRARY_MESSAGE_AFTER = ("could not be read:", "is damaged:", "holds broken XML:", "the parser failed:",
+                         "the parser's result was unusable:")
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
+    """A file that is not searchable, and why: `reason` is the engine's whole message (with a
+    parser library's words where it gave some), `plain_reason` what a person is shown."""
+
     path: str
     status: FileStatus
     reason: str
+
+    @property
+    def skipped(self) -> bool:
+        """A file with no text (a scan, an empty file) is skipped, not a failure: nothing is wrong with it."""
+        return str(self.status) == "no-text"
+
+    @property
+    def plain_reason(self) -> str:
+        """The reason in a person's words: no parser library's internals, no word said twice."""
+        status, reason = str(self.status), self.reason.strip()
+        low = reason.lower()
+        if self.skipped:
+            if "scan" in low or "text layer" in low:
+                return "Skipped: a scan with no text layer, needs OCR"
+            if "empty" in low:
+                return "Skipped: the file is empty"
+            return PROBLEM_LABELS["no-text"]
+        label = PROBLEM_LABELS.get(status, status.replace("-", " ").capitalize())
+        if any(marker.lower() in low for marker in LIBRARY_MESSAGE_AFTER):
+            return label
+        reason = reason.removeprefix("this ").strip()
+        if reason and reason.lower().rstrip(".") != label.lower() and not label.lower().startswith(reason.lower()):
+            return f"{label}: {reason}"
+        return label
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,7 +204,7 @@ def test_the_example_query_waits_for_the_samples_instead_of_finding_nothing(qtbo
 
 def test_problem_reasons_read_like_a_person_wrote_them():
     """Item 10: no parser library's internals, no doubled words; files without text are skipped, not failed."""
-    from desktop.status import problem_reason, problems_text
+    from desktop.status import problems_text
     from engine import FileStatus, Problem
 
     pypdf = Problem("/d/a.pdf", FileStatus.CORRUPT, "this PDF could not be read: The filter name /A85 is "
@@ -213,10 +213,10 @@ def test_problem_reasons_read_like_a_person_wrote_them():
     crashed = Problem("/d/b.pdf", FileStatus.CORRUPT, "the parser failed: KeyError('/Root')")
     locked = Problem("/d/c.pdf", FileStatus.ENCRYPTED, "this PDF is password-protected; Sift cannot read it "
                                                         "without the password")
-    assert problem_reason(pypdf) == "Damaged, or in a form Sift cannot read"
-    assert problem_reason(crashed) == "Damaged, or in a form Sift cannot read"
-    assert problem_reason(scan) == "Skipped: a scan with no text layer, needs OCR"
-    assert problem_reason(locked).startswith("Encrypted: PDF is password-protected")
+    assert pypdf.plain_reason == "Damaged, or in a form Sift cannot read"
+    assert crashed.plain_reason == "Damaged, or in a form Sift cannot read"
+    assert scan.plain_reason == "Skipped: a scan with no text layer, needs OCR"
+    assert locked.plain_reason.startswith("Encrypted: PDF is password-protected")
     assert problems_text([pypdf, scan, crashed]) == " · 2 could not be read · 1 skipped, need OCR"
     assert problems_text([scan]) == " · 1 skipped, need OCR"
 
@@ -390,3 +390,74 @@ def test_small_things_a_user_expects(qtbot, sift, engine, monkeypatch):
     total = sum(quick.list.sizeHintForRow(i) for i in range(quick.model.rowCount()))
     assert quick.list.height() >= total, "the last row is cut off"
     quick.dismiss()
+
+
+def test_the_welcome_page_shows_every_paragraph_whole_in_a_small_window(qtbot, sift):
+    """At scale 2 on a 1600x1000 screen the window is about 800x500: the welcome's words wrap and
+    scroll, never squeezed to one line each."""
+    from PySide6.QtWidgets import QLabel
+
+    window = sift.window
+    sift.show_window()
+    window.resize(window.minimumSize())
+    qtbot.waitUntil(lambda: window.size() == window.minimumSize(), timeout=WAIT_MS)
+    assert window.stack.currentWidget() is window.welcome_page
+    labels = [label for label in window.welcome_page.findChildren(QLabel) if label.text()]
+    assert len(labels) >= 3
+    for label in labels:
+        assert label.height() >= label.heightForWidth(label.width()), label.text()[:40]
+
+
+def test_a_long_status_message_is_cut_to_the_window_and_kept_whole_in_its_tooltip(qtbot, sift):
+    """A long reason (a damaged catalog's path, an error) neither widens the window nor runs off its edge."""
+    from desktop.indexing import IndexState
+
+    window = sift.window
+    sift.show_window()
+    window.resize(700, 500)
+    error = ("The catalog at /home/someone/.local/share/sift/catalog.sqlite3 is damaged (database disk image "
+             "is malformed); run `sift rebuild` to index your folders again into a new catalog")
+    window.status_line.update_state(IndexState(error=error))
+    qtbot.waitUntil(lambda: window.width() <= 700, timeout=WAIT_MS)
+    assert window.minimumSizeHint().width() <= 700
+    label = window.status_line.label
+    assert label.text().endswith("new catalog") and error in label.toolTip()
+    shown = label.shown_text()
+    assert shown.endswith("…") and label.fontMetrics().horizontalAdvance(shown) <= label.contentsRect().width()
+    assert label.geometry().right() <= window.statusBar().width()
+    window.show_message("Could not open " + error)
+    bar = window.statusBar()
+    assert bar.currentMessage().endswith("…") and bar.toolTip() == "Could not open " + error
+    assert bar.fontMetrics().horizontalAdvance(bar.currentMessage()) < bar.width()
+    bar.clearMessage()
+    assert bar.toolTip() == ""
+
+
+def test_identical_files_are_one_result_that_says_also_at(qtbot, home, docs, make_sift):
+    """Item 12: three copies of a manual in three folders are one row, whose second line names the others."""
+    from PySide6.QtCore import Qt
+
+    from desktop.results import copies_text
+    from tests.filemaker import make_pdf
+
+    for folder in ("manuals", "backup", "old"):
+        (docs / folder).mkdir()
+        make_pdf(docs / folder / "espresso.pdf", ["Descale the espresso machine with citric acid every month."])
+    write(docs / "bike.txt", "Pump the road bike tyres to six bar.")
+    engine = Engine.open(home, embedder=_fake())
+    engine.update_config(parse_workers=0)
+    engine.add_folder(docs)
+    sift = make_sift(engine, use_service=False)
+    try:
+        window = sift.window
+        hits = search(qtbot, window, "descale the espresso machine")
+        manuals = [h for h in hits if h.path.endswith("espresso.pdf")]
+        assert len(manuals) == 1 and len(manuals[0].duplicates) == 2
+        row = [h.path for h in window.model.hits].index(manuals[0].path)
+        text = copies_text(manuals[0])
+        assert text.startswith("also at ") and text.endswith(" and 1 more")
+        tip = window.model.data(window.model.index(row), Qt.ItemDataRole.ToolTipRole)
+        assert all(f"also at {path}" in tip for path in manuals[0].duplicates)
+        sift.shutdown()
+    finally:
+        engine.close()

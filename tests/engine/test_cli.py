@@ -38,10 +38,11 @@ def test_add_index_search_status(run, docs):
     status = json.loads(out)
     assert status["files_by_status"] == {"indexed": 2, "corrupt": 1}
     assert status["problems"] == [{"path": str(docs / "broken.pdf"), "status": "corrupt",
-                                   "reason": status["problems"][0]["reason"]}]
-    assert status["problems"][0]["reason"]
+                                   "reason": "Damaged, or in a form Sift cannot read",
+                                   "detail": status["problems"][0]["detail"]}]
+    assert status["problems"][0]["detail"]
     code, out, _ = run("status")
-    assert "Could not index 1 files" in out and "broken.pdf" in out
+    assert "Could not index 1 file:" in out and "broken.pdf" in out
 
 
 def test_remove_folder_and_folders(run, docs):
@@ -236,3 +237,29 @@ def test_index_progress_on_a_terminal_is_one_line_drawn_over_then_cleared(run, d
     assert code == 0 and "3 added" in out
     assert "\n" not in drawn and drawn.count("\r") >= 2 and "3/3" in drawn
     assert drawn.rstrip(" ").endswith("\r")  # cleared for the report that follows
+
+
+def test_status_tells_problems_in_plain_words_and_keeps_the_detail_in_json(run, docs):
+    """No parser library's words where a person reads (`sift status`); files with no text are skipped."""
+    import zipfile
+
+    from tests.filemaker import make_pdf
+
+    with zipfile.ZipFile(docs / "deep.docx", "w") as z:   # XML nested past lxml's limit
+        z.writestr("word/document.xml", "<a>" * 300_000 + "</a>" * 300_000)
+    (docs / "junk.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Filter /A85 /Length 99 >> stream\nxx")
+    make_pdf(docs / "empty.pdf", [""])
+    write(docs / "ok.txt", "A note that reads fine.")
+    run("add-folder", str(docs))
+    run("index")
+    code, out, _ = run("status")
+    failed = out.split("Could not index 2 files:\n")[1].split("Skipped, no text in 1 file:\n")
+    assert "deep.docx: Damaged, or in a form Sift cannot read" in failed[0]
+    assert "junk.pdf: Damaged, or in a form Sift cannot read" in failed[0]
+    assert "empty.pdf: Skipped" in failed[1]
+    for word in ("XML", "lxml", "pypdf", "/A85", "Error", "parser", "Traceback"):
+        assert word not in out.split("Could not index")[1], word
+    code, out, _ = run("status", "--json")
+    problems = {os.path.basename(p["path"]): p for p in json.loads(out)["problems"]}
+    assert problems["deep.docx"]["reason"] == "Damaged, or in a form Sift cannot read"
+    assert problems["deep.docx"]["detail"] != problems["deep.docx"]["reason"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from bench.index_pdfs import run
+from engine.types import PROBLEM_LABELS
 
 pytestmark = pytest.mark.slow
 PDFS = Path(__file__).resolve().parents[3] / "shared" / "data" / "pdfs"
@@ -30,3 +32,8 @@ def test_every_pdf_ends_with_a_fitting_status_and_no_worker_is_left(tmp_path):
     assert all(reason.startswith(("this PDF", "no text", "parsing took longer", "the parser"))
                for (_, reason) in f["reasons"]), f["reasons"]
     assert f["wall_s"] < 350 * timeout / 2
+    # What a person is shown: the kind of problem in plain words, never pypdf's own message.
+    labels = set(PROBLEM_LABELS.values()) | {"Skipped"}
+    for shown in f["shown"]:
+        assert shown in labels or shown.split(": ", 1)[0] in labels, shown
+        assert not re.search(r"pypdf|/[A-Z][A-Za-z0-9]+|0x[0-9a-f]|b'|Error|@\d|Install", shown), shown
