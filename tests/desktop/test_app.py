@@ -132,6 +132,7 @@ def test_progress_advances_and_indexing_can_pause_and_resume(qtbot, home, docs, 
         sift.panel.pause_button.click()                     # resume
         qtbot.waitUntil(lambda: line.label.text() == "12 files indexed", timeout=WAIT_MS)
         assert not line.bar.isVisibleTo(line) and sift.panel.headline.text() == "Up to date"
+        assert not sift.panel.pause_button.isEnabled()      # nothing left to pause
         sift.shutdown()
     finally:
         engine.close()
