@@ -60,6 +60,7 @@ SHORTCUTS = (
     ("F5", "search again (after new files were indexed)"),
     ("Tab  Shift+Tab", "buttons, filters, results, the preview's buttons"),
     ("Ctrl+,", "folders and settings"),
+    ("Ctrl+I", "indexing status and the files that could not be read"),
     ("F1", "this list"),
 )
 
@@ -416,7 +417,8 @@ class MainWindow(QMainWindow):
         self.results.installEventFilter(self)
         QShortcut(QKeySequence("Ctrl+L"), self, activated=self.focus_search)
         QShortcut(QKeySequence("Ctrl+F"), self, activated=self.focus_search)
-        QShortcut(QKeySequence("Ctrl+,"), self, activated=self.settingsRequested)
+        QShortcut(QKeySequence("Ctrl+,"), self, activated=self.settingsRequested.emit)
+        QShortcut(QKeySequence("Ctrl+I"), self, activated=self.panelRequested.emit)
         QShortcut(QKeySequence(QKeySequence.StandardKey.Refresh), self, activated=self.refresh)
         QShortcut(QKeySequence(Qt.Key.Key_F1), self, activated=self.show_shortcuts)
         # Tab follows the screen: search box, the two buttons beside it, the filters, the results,

@@ -285,7 +285,14 @@ def test_tab_reaches_every_control_in_screen_order_and_f1_lists_the_shortcuts(qt
     assert reached == expected   # (the folder filter is hidden with fewer than two folders)
     dialog = window.show_shortcuts()
     assert dialog.isVisible() and "F1" in dialog.findChildren(type(window.count_label))[0].text()
+    assert "Ctrl+I" in dialog.findChildren(type(window.count_label))[0].text()
     dialog.close()
+    window.activateWindow()
+    window.query.setFocus()
+    with qtbot.waitSignal(window.panelRequested, timeout=WAIT_MS):   # the indexing panel from the keyboard
+        qtbot.keyClick(window.query, Qt.Key.Key_I, Qt.KeyboardModifier.ControlModifier)
+    with qtbot.waitSignal(window.settingsRequested, timeout=WAIT_MS):
+        qtbot.keyClick(window.query, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
 
 
 def test_the_tiny_launcher_shows_the_running_apps_popup_without_importing_qt(qtbot, sift, home):
