@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QPainter
+from PySide6.QtGui import QGuiApplication, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -193,6 +193,10 @@ class IndexPanel(QDialog):
         self.indexer = indexer
         self.setWindowTitle("Indexing – Sift")
         self.setMinimumSize(640, 460)
+        screen = QGuiApplication.primaryScreen()
+        wanted = QSize(880, 560)
+        self.resize(wanted.boundedTo(screen.availableGeometry().size()).expandedTo(self.minimumSize())
+                    if screen is not None else wanted)
 
         self.headline = QLabel()
         self.headline.setFont(theme.scaled_font(self.font(), 1.15, bold=True))
@@ -241,13 +245,13 @@ class IndexPanel(QDialog):
         self.problems.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.problems.setUniformRowHeights(True)
         header = self.problems.header()
-        # The file's name is what a person looks for: it gets the room; the reason is short.
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
+        # The reason is what a person needs to read: it gets the room; a long name is cut in its middle.
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
-        self.problems.setColumnWidth(1, 280)
-        self.problems.setColumnWidth(2, 150)
+        self.problems.setColumnWidth(0, 190)
+        self.problems.setColumnWidth(2, 130)
         self.problems.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.problems.itemDoubleClicked.connect(lambda item, _: self.revealRequested.emit(item.data(0, Qt.ItemDataRole.UserRole)))
         self.no_problems = QLabel("Every file Sift found could be read.")

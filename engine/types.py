@@ -185,6 +185,8 @@ class Problem:
                 return "Skipped: the file is empty"
             return PROBLEM_LABELS["no-text"]
         label = PROBLEM_LABELS.get(status, status.replace("-", " ").capitalize())
+        if status == "encrypted" and "password" in low:
+            return f"{label}: needs its password"
         if any(marker.lower() in low for marker in LIBRARY_MESSAGE_AFTER):
             return label
         reason = reason.removeprefix("this ").strip()

@@ -16,6 +16,7 @@ from desktop.settings import index_size
 from desktop.status import StatusLine
 from engine.embed import FakeEmbedder
 from tests.desktop.conftest import WAIT_MS, search
+from tests.filemaker import make_encrypted_pdf
 from tests.helpers import Engines, write
 
 # -- folders and settings --------------------------------------------------------------------------
@@ -142,27 +143,38 @@ def test_status_panel_lists_files_that_failed_with_the_reason_and_retries(qtbot,
     write(docs / "fine.txt", "A perfectly ordinary note about the garden fence.")
     write(docs / "empty.txt", "   \n")
     (docs / "broken.docx").write_bytes(b"this is not a zip file at all")
+    make_encrypted_pdf(docs / "payslip.pdf", "salary")
     engine = make_engine()
     engine.add_folder(docs)
     sift = make_sift(engine)
     sift.show_panel()
     panel = sift.panel
-    qtbot.waitUntil(lambda: len(panel.problem_paths()) == 2, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: len(panel.problem_paths()) == 3, timeout=WAIT_MS)
     reasons = {os.path.basename(panel.problems.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole)):
                panel.problems.topLevelItem(i).text(1) for i in range(panel.problems.topLevelItemCount())}
-    assert set(reasons) == {"empty.txt", "broken.docx"}
+    assert set(reasons) == {"empty.txt", "broken.docx", "payslip.pdf"}
     assert reasons["empty.txt"] == "Skipped: no text in it"  # skipped, not a failure
     assert reasons["broken.docx"].startswith("Damaged")   # no parser library's internals
-    assert "1 could not be read · 1 skipped (no text)" in sift.window.status_line.label.text()
-    assert panel.problems_title.text() == "Files Sift could not read (1) and files skipped because they hold no text (1)"
+    assert "2 could not be read · 1 skipped (no text)" in sift.window.status_line.label.text()
+    assert panel.problems_title.text() == "Files Sift could not read (2) and files skipped because they hold no text (1)"
+    # The reason gets the room (shown whole), and what a wider panel adds.
+    qtbot.waitUntil(lambda: panel.problems.isVisible(), timeout=WAIT_MS)
+    metrics = panel.problems.fontMetrics()
+    assert all(panel.problems.columnWidth(1) >= metrics.horizontalAdvance(why) + 8 for why in reasons.values())
+    narrow = panel.problems.columnWidth(1)
+    panel.resize(panel.width() - 120, panel.height())
+    qtbot.waitUntil(lambda: panel.problems.columnWidth(1) <= narrow - 100, timeout=WAIT_MS)
 
     write(docs / "empty.txt", "Now the file has words in it about the garden gate.")
     os.utime(docs / "empty.txt", (1, 1))  # an mtime the catalog has seen cannot hide the change either
     with qtbot.waitSignal(sift.indexer.finished, timeout=WAIT_MS):
         panel.retry_all_button.click()
-    qtbot.waitUntil(lambda: [os.path.basename(p) for p in panel.problem_paths()] == ["broken.docx"], timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: sorted(os.path.basename(p) for p in panel.problem_paths()) == ["broken.docx", "payslip.pdf"],
+                    timeout=WAIT_MS)
 
-    panel.problems.topLevelItem(0).setSelected(True)
+    item = next(panel.problems.topLevelItem(i) for i in range(panel.problems.topLevelItemCount())
+                if panel.problems.topLevelItem(i).text(0) == "broken.docx")
+    item.setSelected(True)
     panel.reveal_button.click()
     qtbot.waitUntil(lambda: sift.actions.opener.revealed == [str(docs / "broken.docx")], timeout=WAIT_MS)
 

@@ -216,7 +216,7 @@ def test_problem_reasons_read_like_a_person_wrote_them():
     assert pypdf.plain_reason == "Damaged, or in a form Sift cannot read"
     assert crashed.plain_reason == "Damaged, or in a form Sift cannot read"
     assert scan.plain_reason == "Skipped: a scan with no text layer, needs OCR"
-    assert locked.plain_reason.startswith("Encrypted: PDF is password-protected")
+    assert locked.plain_reason == "Encrypted: needs its password"
     assert problems_text([pypdf, scan, crashed]) == " · 2 could not be read · 1 skipped, need OCR"
     assert problems_text([scan]) == " · 1 skipped, need OCR"
 
