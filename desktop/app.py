@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from PySide6.QtCore import QObject, QRect, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 
 from desktop import theme
 from desktop.finetune_wizard import FinetuneWizard
@@ -127,6 +127,13 @@ def exit_within(seconds: float) -> threading.Timer:
     timer.daemon = True
     timer.start()
     return timer
+
+
+def present(window: QWidget) -> None:
+    """Show a window on top with the keyboard in it (a dialog opened from the keyboard must take the keys)."""
+    window.show()
+    window.raise_()
+    window.activateWindow()
 
 
 class SiftApp(QObject):
@@ -255,9 +262,7 @@ class SiftApp(QObject):
         w = self.window
         if w.isMinimized():
             w.showNormal()
-        w.show()
-        w.raise_()
-        w.activateWindow()
+        present(w)
         w.focus_search()
 
     def show_search(self, query: str) -> None:
@@ -274,13 +279,11 @@ class SiftApp(QObject):
         if self.panel is None:
             self.panel = IndexPanel(self.indexer, self.window)
             self.panel.revealRequested.connect(self.actions.reveal)
-        self.panel.show()
-        self.panel.raise_()
-        self.panel.activateWindow()
+        present(self.panel)
 
     def show_settings(self) -> SettingsDialog:
         if self.settings is not None and self.settings.isVisible():
-            self.settings.raise_()
+            present(self.settings)
             return self.settings
         if self.settings is not None:
             self.settings.deleteLater()  # a closed one: start from the settings as they are now
@@ -289,21 +292,20 @@ class SiftApp(QObject):
                                        ndim=self.ndim, tray_available=self.has_tray, parent=self.window)
         self.settings.applied.connect(self._settings_applied)
         self.settings.models_tab.changed.connect(self._rolled_back)
-        self.settings.show()
+        present(self.settings)
         return self.settings
 
     def show_finetune(self) -> FinetuneWizard:
         """The "Improve search" wizard; one at a time, and a run still going is shown again, not restarted."""
         wizard = self.finetune
         if wizard is not None and (wizard.isVisible() or wizard.training or wizard.adopting):
-            wizard.show()
-            wizard.raise_()
+            present(wizard)
             return wizard
         if wizard is not None:
             wizard.deleteLater()
         self.finetune = wizard = FinetuneWizard(self.engine, self.tasks, self.window)
         wizard.modelChanged.connect(self._model_changed)
-        wizard.show()
+        present(wizard)
         return wizard
 
     def _model_changed(self, what: str) -> None:
