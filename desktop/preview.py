@@ -6,7 +6,7 @@ import html
 import os
 import re
 
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -193,3 +193,19 @@ class PreviewPane(QWidget):
             parts += [f'<p style="color:{dim};margin:2px 0">{html.escape(d)}</p>' for d in hit.duplicates]
         self.body.setHtml("".join(parts))
         self.body.verticalScrollBar().setValue(0)
+        # After the browser has laid the text out and set its scroll range (the next turn of the loop).
+        QTimer.singleShot(0, lambda hit=hit: hit is self.hit and self._bring_passage_into_view(context))
+
+    def _bring_passage_into_view(self, context: Context) -> None:
+        """A short preview (scale 2, a small screen) scrolls to the passage itself, not the text before it."""
+        start, end = context.focus
+        words = " ".join(reflow(context.text[start:end]).split()[:6])
+        cursor = self.body.document().find(words) if words else None
+        if cursor is None or cursor.isNull():
+            return
+        cursor.setPosition(cursor.selectionStart())
+        line = self.body.fontMetrics().lineSpacing()
+        rect = self.body.cursorRect(cursor)
+        if rect.bottom() + 2 * line > self.body.viewport().height():
+            bar = self.body.verticalScrollBar()
+            bar.setValue(bar.value() + rect.top() - line)

@@ -468,3 +468,28 @@ def test_identical_files_are_one_result_that_says_also_at(qtbot, home, docs, mak
         sift.shutdown()
     finally:
         engine.close()
+
+
+def test_a_short_preview_scrolls_to_the_passage_not_the_text_before_it(qtbot, sift, monkeypatch):
+    """At scale 2 the preview sits under the list, a few lines high: the matched passage is what shows,
+    not the paragraph before it."""
+    import desktop.preview
+    from desktop.context import Context
+
+    before = " ".join(f"Line {i} of the warranty terms covers ordinary wear and the usual exclusions." for i in range(8))
+    passage = "To descale the espresso machine, dissolve citric acid in warm water and run it through twice."
+    text = f"{before}\n\n{passage}\n\nAfterwards rinse the tank."
+    start = text.index(passage)
+    monkeypatch.setattr(desktop.preview, "passage_context",
+                        lambda engine, hit: Context(text, (start, start + len(passage)), None, True))
+    window = sift.window
+    sift.show_window()
+    body = window.preview.body
+    body.setFixedHeight(4 * body.fontMetrics().lineSpacing())
+    with qtbot.waitSignal(window.preview.contextShown, timeout=WAIT_MS):
+        search(qtbot, window, "remove limescale from the coffee machine")
+    cursor = body.document().find("To descale the espresso")
+    assert not cursor.isNull()
+    cursor.setPosition(cursor.selectionStart())
+    qtbot.waitUntil(lambda: 0 <= body.cursorRect(cursor).top()
+                    and body.cursorRect(cursor).bottom() <= body.viewport().height(), timeout=2000)
