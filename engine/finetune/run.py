@@ -265,21 +265,29 @@ class _Run:
             candidate.mix = alpha
             label = f" (mix {n} of {len(grid)})" if len(grid) > 1 else ""
             embedder, index = self.embedding(candidate.folder, label)
+            if candidate is trained:
+                trained_pair = (embedder, index)
             self.evaluate_embedder(candidate, embedder, index, before, label)
             self.mixes[alpha] = candidate.metrics
             if best is None or candidate.metrics.pipeline["ndcg@10"] > best[0].metrics.pipeline["ndcg@10"]:
                 loser, best = best, (candidate, embedder, index)
             else:
                 loser = (candidate, embedder, index)
-            if loser is not None:  # its vectors go too, unless the kept mix shares its model id
-                same = loser[1].model_id == best[1].model_id
-                self.candidates.discard(loser[0].folder, None if same else loser[1])
+            if loser is not None and loser[0] is not trained:
+                self._discard(loser, best)
         assert best is not None
+        if best[0] is not trained:  # every mix is made from the trained weights: they go last
+            self._discard((trained, *trained_pair), best)
         emb = best[0]
         emb.passed, emb.why = gate(before, emb.metrics) if self.measurable else (False, "")
         if emb.mix < 1.0:
             emb.why += f" (the trained weights mixed {emb.mix:.0%} into the base model's)"
         return best
+
+    def _discard(self, loser: tuple[_Candidate, Embedder, VectorIndex], kept: tuple[_Candidate, Embedder, VectorIndex]) -> None:
+        """A mix that lost: its folder goes, and its vectors too unless the kept mix shares its model id."""
+        same = loser[1].model_id == kept[1].model_id
+        self.candidates.discard(loser[0].folder, None if same else loser[1])
 
     def embedding(self, folder: Path, label: str = "") -> tuple[Embedder, VectorIndex]:
         """Every passage embedded with the new model, into its own index, while the old one serves."""

@@ -121,6 +121,8 @@ class FakeTrainer:
         self._train("reranker", target, report, cancel)
 
     def interpolate(self, *, base, trained, alpha, target):
+        if not (Path(trained) / "model.safetensors").is_file():  # the real one reads the trained weights
+            raise FileNotFoundError(trained)
         self.mixed.append(alpha)
         target.mkdir(parents=True, exist_ok=True)
         (target / "model.safetensors").write_bytes(b"mixed")
