@@ -17,15 +17,6 @@ from desktop.instance import send, socket_address
 APP_ONLY = ("--search", "--self-test", "-h", "--help")
 
 
-def _home(argv: Sequence[str]) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg == "--home" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--home="):
-            return arg.split("=", 1)[1]
-    return None
-
-
 def _paths_module():
     """engine/paths.py itself, loaded by path: `import engine.paths` would import the whole engine first."""
     path = Path(__file__).resolve().parent.parent / "engine" / "paths.py"
@@ -45,8 +36,9 @@ def _paths_module():
 
 def data_dir(argv: Sequence[str]) -> Path:
     """The data folder the app would use for these arguments (it names the socket)."""
-    home = _home(argv)
-    return _paths_module().resolve_paths({"SIFT_HOME": home} if home else None).data
+    paths = _paths_module()
+    home = paths.home_argument(argv)
+    return paths.resolve_paths({"SIFT_HOME": home} if home else None).data
 
 
 def main(argv: Sequence[str] | None = None) -> int:

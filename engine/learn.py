@@ -332,27 +332,27 @@ SearchFn = Callable[[str], Sequence[str]]   # a query → document paths in rank
 
 def new_query_scores(search: SearchFn, queries: Mapping[str, str], relevant: Mapping[str, set[str]]) -> dict[str, float]:
     """nDCG@10 and Recall@5 over queries the learning never saw, judged by `relevant`."""
-    rows = []
-    for key, text in queries.items():
-        grades = {p: 1 for p in relevant[key]}
-        ranking = distinct(search(text))
-        rows.append((ndcg_at_k(ranking, grades, 10), recall_at_k(ranking, grades, 5)))
-    return {"ndcg@10": _mean(r[0] for r in rows), "recall@5": _mean(r[1] for r in rows)}
+    return _mean_scores(search, queries, relevant, {"ndcg@10": lambda r, g: ndcg_at_k(r, g, 10),
+                                                    "recall@5": lambda r, g: recall_at_k(r, g, 5)})
 
 
 def refind_scores(search: SearchFn, queries: Mapping[str, str], opened: Mapping[str, set[str]]) -> dict[str, float]:
     """MRR@10 and success@1 of the documents opened for each (rewritten) query."""
-    rows = []
+    return _mean_scores(search, queries, opened, {"mrr@10": lambda r, g: mrr_at_k(r, g, 10),
+                                                  "success@1": lambda r, g: success_at_k(r, g, 1)})
+
+
+def _mean_scores(search: SearchFn, queries: Mapping[str, str], judged: Mapping[str, set[str]],
+                 metrics: Mapping[str, Callable[[list[str], dict[str, int]], float]]) -> dict[str, float]:
+    """Each metric's mean (4 decimals; 0 with no query) over the queries searched, the documents
+    in `judged` under the query's key graded 1."""
+    scores: dict[str, list[float]] = {name: [] for name in metrics}
     for key, text in queries.items():
-        grades = {p: 1 for p in opened[key]}
+        grades = {p: 1 for p in judged[key]}
         ranking = distinct(search(text))
-        rows.append((mrr_at_k(ranking, grades, 10), success_at_k(ranking, grades, 1)))
-    return {"mrr@10": _mean(r[0] for r in rows), "success@1": _mean(r[1] for r in rows)}
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return round(float(np.mean(values)), 4) if values else 0.0
+        for name, metric in metrics.items():
+            scores[name].append(metric(ranking, grades))
+    return {name: round(float(np.mean(values)), 4) if values else 0.0 for name, values in scores.items()}
 
 
 def history(catalog: Catalog) -> tuple[dict[str, str], dict[str, set[str]]]:

@@ -6,7 +6,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 APP_NAME = "Sift"
 
@@ -82,6 +82,18 @@ def _make_private_dir(d: Path) -> None:
     info = d.stat()
     if info.st_mode & 0o077 and getattr(os, "getuid", lambda: info.st_uid)() == info.st_uid:
         os.chmod(d, 0o700)
+
+
+def home_argument(argv: Sequence[str]) -> str | None:
+    """`--home DIR` or `--home=DIR` in a command line (both programs take it), else None: for what
+    runs before the arguments are parsed (the launcher finding a running app, the frozen app's
+    runtime hook placing the caches)."""
+    for i, arg in enumerate(argv):
+        if arg == "--home" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--home="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:

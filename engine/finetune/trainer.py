@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import shutil
 import threading
@@ -36,7 +37,9 @@ Report = Callable[[int, int], None]   # (steps done, steps in all)
 
 
 def _fit(trainer: Any, model: Any, target: Path, cancel: threading.Event) -> None:
-    """Train, then save the model to `target` unless Stop was pressed meanwhile."""
+    """Train (progress through our callback only), then save the model to `target` unless Stop
+    was pressed meanwhile."""
+    _no_printing(trainer)
     trainer.train()
     check_cancel(cancel)
     model.save(str(target), create_model_card=False, safe_serialization=True)
@@ -114,6 +117,18 @@ def _no_printing(trainer) -> None:
     trainer.remove_callback(ProgressCallback)
 
 
+def _collected_after(train: Callable[..., None]) -> Callable[..., None]:
+    """A training method that collects garbage once it is done: the trainer, its optimizer state
+    and the model hold cycles, freed before the next stage."""
+    @functools.wraps(train)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            train(*args, **kwargs)
+        finally:
+            gc.collect()
+    return run
+
+
 class SentenceTransformersTrainer:
     """Mining and training with sentence-transformers' own tools, on the device given."""
 
@@ -161,6 +176,7 @@ class SentenceTransformersTrainer:
                    dataloader_num_workers=0, dataloader_pin_memory=False,
                    batch_sampler=extra.pop("batch_sampler", BatchSamplers.BATCH_SAMPLER), **extra)
 
+    @_collected_after
     def train_embedder(self, *, base: Path, rows: Sequence[TrainRow], target: Path, settings: TrainSettings,
                        report: Report, cancel: threading.Event) -> None:
         quiet_offline_transformers()
@@ -193,13 +209,9 @@ class SentenceTransformersTrainer:
         args = self._args(SentenceTransformerTrainingArguments, settings, batch_sampler=BatchSamplers.NO_DUPLICATES)
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(columns),
                                              loss=loss, callbacks=[_progress_callback(report, cancel)])
-        _no_printing(trainer)
-        try:
-            _fit(trainer, model, target, cancel)
-        finally:
-            del trainer, model, loss
-            gc.collect()  # the trainer, its optimizer state and the model hold cycles: free them before the next stage
+        _fit(trainer, model, target, cancel)
 
+    @_collected_after
     def train_reranker(self, *, base: Path, fresh_head: bool, rows: Sequence[TrainRow], target: Path,
                        settings: TrainSettings, report: Report, cancel: threading.Event) -> None:
         quiet_offline_transformers()
@@ -238,12 +250,7 @@ class SentenceTransformersTrainer:
         dataset = Dataset.from_dict({"query": queries, "passage": passages, "label": labels})
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                       callbacks=[_progress_callback(report, cancel)])
-        _no_printing(trainer)
-        try:
-            _fit(trainer, model, target, cancel)
-        finally:
-            del trainer, model, loss
-            gc.collect()  # the trainer, its optimizer state and the model hold cycles: free them before the next stage
+        _fit(trainer, model, target, cancel)
 
     def interpolate(self, *, base: Path, trained: Path, alpha: float, target: Path) -> None:
         interpolate_weights(base=base, trained=trained, alpha=alpha, target=target)

@@ -12,16 +12,6 @@ import os
 import sys
 
 
-def _home_argument(argv):
-    """`--home DIR` or `--home=DIR` on the command line (both programs accept it), else None."""
-    for i, arg in enumerate(argv):
-        if arg == "--home" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--home="):
-            return arg.split("=", 1)[1]
-    return None
-
-
 def _configure():
     argv = sys.argv[1:]
     asks_for_download = "reranker" in argv and "download" in argv
@@ -32,9 +22,9 @@ def _configure():
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     try:
-        from engine.paths import resolve_paths
+        from engine.paths import home_argument, resolve_paths
 
-        home = _home_argument(argv)
+        home = home_argument(argv)
         cache = resolve_paths({**os.environ, "SIFT_HOME": home} if home else None).cache
     except Exception:  # noqa: BLE001  (never stop the app from starting over where a cache goes)
         return

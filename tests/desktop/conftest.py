@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 
 from desktop.app import SiftApp  # noqa: E402
 from desktop.prefs import Prefs  # noqa: E402
+from desktop.tasks import Tasks  # noqa: E402
 
 WAIT_MS = 10_000
 SERVICE_OPTIONS = {"quiet_s": 0.0, "root_check_s": 0.2}  # no debounce: tests wait on signals, not time  # generous: a slow CI machine still passes; a hang still fails
@@ -38,6 +39,14 @@ def no_threads_left():
     left = [t for t in threading.enumerate()
             if t not in before and t.is_alive() and not isinstance(t, threading._DummyThread)]
     assert not left, f"threads left running: {left}"
+
+
+@pytest.fixture
+def tasks():
+    """A Tasks of the test's own, its workers joined after."""
+    tasks = Tasks()
+    yield tasks
+    tasks.shutdown()
 
 
 @pytest.fixture

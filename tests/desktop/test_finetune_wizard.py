@@ -140,13 +140,6 @@ class FakeFinetune:
 
 
 @pytest.fixture
-def tasks():
-    tasks = Tasks()
-    yield tasks
-    tasks.shutdown()
-
-
-@pytest.fixture
 def make_wizard(qtbot, engine, tasks):
     def make() -> FinetuneWizard:
         wizard = FinetuneWizard(engine, tasks)

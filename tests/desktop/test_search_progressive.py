@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from desktop.search import SearchController
-from desktop.tasks import Tasks
 from engine.rerank import RerankPlan
 from engine.engine import Engine
 from tests.desktop.conftest import WAIT_MS
@@ -35,13 +34,6 @@ class SlowReranker:
         if self.fail:
             raise RuntimeError("out of memory")
         return np.array([float(len(p)) for p in passages], dtype=np.float32)
-
-
-@pytest.fixture
-def tasks():
-    tasks = Tasks()
-    yield tasks
-    tasks.shutdown()
 
 
 @pytest.fixture
