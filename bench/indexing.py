@@ -9,6 +9,8 @@ re-indexes the unchanged folder (0 chunks should be embedded) and reports files/
     python bench/indexing.py DIR --json                       # a folder of files
     python bench/indexing.py --beir ../shared/data/ir/cranfield  # a BEIR corpus written out as .txt files
     python bench/indexing.py --synthetic 2000                 # PDF, DOCX, HTML and Markdown made here
+    python bench/indexing.py --short 3000 --beir ../shared/data/ir/cranfield --beir ../shared/data/ir/cisi
+                                                              # 3,000 one-chunk notes of real sentences
     python bench/indexing.py --synthetic 200 --fake           # pipeline only (hashing embedder)
 
 The model is loaded and warmed up before the clock starts; its load time is reported apart.
@@ -77,6 +79,35 @@ def write_beir(source: Path, folder: Path, limit: int | None) -> None:
     if limit:
         corpus = dict(list(corpus.items())[:limit])
     write_corpus(corpus, folder)
+
+
+def write_short(sources: list[Path], folder: Path, count: int, words: int = 30) -> None:
+    """count short notes (one chunk each, about 40 tokens): each document of the BEIR collections
+    cut at sentence ends into pieces of about `words` words, taken in turn across the collections,
+    so the notes are real text that nobody here wrote, as a home folder's notes, mail and snippets are."""
+    import re
+
+    from engine.evaluate import load_beir
+
+    pieces: list[list[str]] = []
+    for source in sources:
+        notes: list[str] = []
+        for doc in load_beir(source).corpus.values():
+            sentence_words: list[str] = []
+            for sentence in re.split(r"(?<=[.?!])\s+", f"{doc.title}. {doc.text}" if doc.title else doc.text):
+                sentence_words += sentence.split()
+                if len(sentence_words) >= words:
+                    notes.append(" ".join(sentence_words[:2 * words]))
+                    sentence_words = []
+        pieces.append(notes)
+    taken = [note for group in zip(*pieces) for note in group][:count]
+    if len(taken) < count:
+        raise SystemExit(f"the collections give only {len(taken)} notes of {words} words")
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, note in enumerate(taken):
+        sub = folder / f"notes{i // 500:02}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"note{i:05}.txt").write_text(note + "\n", encoding="utf-8")
 
 
 def chunk_texts(engine) -> list[str]:
@@ -179,7 +210,9 @@ def table(r: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", nargs="?", help="a folder of files to index")
-    ap.add_argument("--beir", help="a BEIR collection folder, written out as text files first")
+    ap.add_argument("--beir", action="append", type=Path,
+                    help="a BEIR collection folder, written out as text files first (with --short: repeatable)")
+    ap.add_argument("--short", type=int, metavar="N", help="with --beir: N one-chunk notes cut from its documents")
     ap.add_argument("--limit", type=int, help="with --beir: only the first N documents")
     ap.add_argument("--synthetic", type=int, metavar="N", help="make N mixed documents (PDF, DOCX, HTML, Markdown)")
     ap.add_argument("--backend", default="torch", choices=["torch", "openvino"])
@@ -195,22 +228,28 @@ def main() -> int:
     args = ap.parse_args()
     if sum(x is not None for x in (args.folder, args.beir, args.synthetic)) != 1:
         ap.error("give exactly one of DIR, --beir or --synthetic")
+    if args.beir and len(args.beir) > 1 and not args.short:
+        ap.error("more than one --beir only with --short")
     with tempfile.TemporaryDirectory(prefix="sift-bench-") as work:
         if args.folder:
             folder = Path(args.folder).resolve()
         else:
             folder = Path(work) / "docs"
             t0 = time.perf_counter()
-            if args.beir:
-                write_beir(Path(args.beir), folder, args.limit)
+            if args.short:
+                write_short(args.beir, folder, args.short)
+            elif args.beir:
+                write_beir(args.beir[0], folder, args.limit)
             else:
                 make_synthetic(folder, args.synthetic)
             print(f"wrote the documents in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         result = run(folder, backend=args.backend, precision=args.precision, workers=args.workers,
                      batch_size=args.batch_size, threads=args.threads, fake=args.fake,
                      reindex=not args.no_reindex, home=Path(work) / "home", raw_passes=args.raw_passes)
-    if args.beir:
-        result["folder"] = f"{args.beir} (written as files)"
+    if args.short:
+        result["folder"] = f"{args.short} notes cut from {', '.join(str(b) for b in args.beir)}"
+    elif args.beir:
+        result["folder"] = f"{args.beir[0]} (written as files)"
     elif args.synthetic:
         result["folder"] = f"synthetic {args.synthetic} (PDF, DOCX, HTML, Markdown)"
     text = json.dumps(result, indent=None if args.json else 2)
