@@ -114,16 +114,19 @@ class _IndexProgress:
     """An indexing run's Progress as a bar of files, the chunks embedded and the file at hand beside it."""
 
     def __init__(self) -> None:
-        self.bar = _Bar(" files")
+        # The time left is the indexer's (given once it can be trusted), not tqdm's first guess.
+        self.bar = _Bar(" files", bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]")
 
     def __call__(self, p: Progress) -> None:
         if p.phase == "scanning":
             self.bar(0, 0, "Looking for changes")
             return
         failed = f" · {p.files_failed} failed" if p.files_failed else ""
+        left = f" · about {human_duration(p.eta_s)} left" if p.eta_s is not None else ""
         name = shown(os.path.basename(p.current_file)[:40])
-        self.bar(p.files_done, p.files_total, "Indexing",
-                 f"{p.chunks_embedded} chunks embedded{failed}{'  ' + name if name else ''}")
+        # Files as they are read and chunks as they are embedded, ahead of the commits.
+        self.bar(p.files_seen, p.files_total, "Indexing",
+                 f"{p.chunks_embedded} chunks embedded{failed}{left}{'  ' + name if name else ''}")
 
     def done(self) -> None:
         self.bar.close()

@@ -411,6 +411,7 @@ class Indexer:
         self.cancel = cancel
         self._on_progress = on_progress
         self.progress = Progress()
+        self._progress_lock = threading.RLock()
         self._t0 = time.monotonic()
         self._t_indexing: float | None = None  # when the reading began (after the scan)
         self._counts = dict(added=0, updated=0, removed=0, moved=0, unchanged=0, failed=0)
@@ -418,6 +419,16 @@ class Indexer:
     # progress -------------------------------------------------------------------------------
 
     def _report(self, **changes) -> None:
+        with self._progress_lock:  # the committing thread and the embedding thread both report
+            self._report_locked(**changes)
+
+    def _count_embedded(self, n: int) -> None:
+        """Chunks embedded as each slice leaves the model, not when its batch commits: a long
+        first batch still shows the count move."""
+        with self._progress_lock:
+            self._report_locked(chunks_embedded=self.progress.chunks_embedded + n)
+
+    def _report_locked(self, **changes) -> None:
         now = time.monotonic()
         p = replace(self.progress, elapsed_s=now - self._t0, **changes)
         if p.phase == "indexing" and self._t_indexing is None:
@@ -584,7 +595,7 @@ class Indexer:
             with self.catalog.transaction() as conn:
                 self.catalog.put_vectors(conn, model_id, [h for _, h, _ in part], vectors)
             self.vectors.add(np.array([cid for cid, _, _ in part], dtype=np.uint64), vectors)
-            self._report(chunks_embedded=self.progress.chunks_embedded + len(part))
+            self._count_embedded(len(part))
 
     def _index_files(self, work: list[str], known: dict[str, FileRow], disk: dict[str, DiskFile]) -> None:
         """A three-stage pipeline, so the model never waits for the parsers nor for the disk.
@@ -693,6 +704,7 @@ class Indexer:
                 break
             part = ordered[i:i + EMBED_SLICE]
             fresh.update(zip(part, self.embedder.embed_documents([todo[h] for h in part])))
+            self._count_embedded(len(part))
         return fresh
 
     @staticmethod
@@ -861,7 +873,6 @@ class Indexer:
         done = self.progress.files_done + len(batch.files) + len(batch.touched) + len(problems)
         self._report(files_done=done, files_read=max(self.progress.files_read, done),
                      files_failed=self.progress.files_failed + sum(1 for p in problems if p[1] != FileStatus.VANISHED),
-                     chunks_embedded=self.progress.chunks_embedded + len(todo),
                      chunks_reused=self.progress.chunks_reused + reused)
 
 

@@ -263,3 +263,19 @@ def test_status_tells_problems_in_plain_words_and_keeps_the_detail_in_json(run, 
     problems = {os.path.basename(p["path"]): p for p in json.loads(out)["problems"]}
     assert problems["deep.docx"]["reason"] == "Damaged, or in a form Sift cannot read"
     assert problems["deep.docx"]["detail"] != problems["deep.docx"]["reason"]
+
+
+def test_index_bar_counts_files_read_and_gives_the_indexers_time_left(capsys):
+    """The bar counts files as they are read (not per committed batch) and shows the indexer's
+    time left only once it gives one, not tqdm's guess from the first files."""
+    from engine.cli import _IndexProgress
+    from engine.types import Progress
+
+    show = _IndexProgress()
+    show.bar.every_s = 0.0  # every update drawn
+    show(Progress(phase="indexing", files_total=100, files_done=0, files_read=12, chunks_embedded=40))
+    show(Progress(phase="indexing", files_total=100, files_done=64, files_read=70, chunks_embedded=150, eta_s=90.0))
+    show.done()
+    first, *_, last = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert "12/100" in first and "40 chunks embedded" in first and "left" not in first
+    assert "70/100" in last and "150 chunks embedded" in last and "about 1 min 30 s left" in last

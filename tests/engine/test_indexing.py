@@ -13,7 +13,7 @@ from engine.errors import Cancelled, FolderError
 from engine.indexer import is_excluded, scan
 from engine.types import FileStatus
 from tests.filemaker import make_pdf
-from tests.helpers import bump_mtime, write
+from tests.helpers import Engines, bump_mtime, write
 
 ESPRESSO = "The espresso machine needs descaling every month to remove mineral deposits."
 BIKE = "Road bike tyres should be inflated to the pressure printed on the sidewall."
@@ -512,3 +512,34 @@ def test_pipeline_with_parse_workers_stops_them_on_cancel(make_engine, docs, fak
     assert 6 <= done < 24 and done % 3 == 0
     assert set(engine.vectors().keys().tolist()) == set(engine.catalog.chunk_ids().tolist())
     assert engine.index().added == 24 - done and engine.catalog.counts_by_status() == {"indexed": 24}
+
+
+def test_progress_counts_move_before_the_first_commit(home, docs, monkeypatch):
+    """Files are counted as they are read and chunks as they leave the model, while the first
+    batch (every file here) is still embedding: `sift index` once sat at 0 files · 0 chunks
+    until a 64-file batch had committed."""
+    import time
+
+    import engine.indexer as indexer
+    from engine.embed import FakeEmbedder
+
+    class SlowEmbedder(FakeEmbedder):
+        def embed_documents(self, texts):
+            time.sleep(0.1)  # a real model's pace: the committing thread polls meanwhile
+            return super().embed_documents(texts)
+
+    monkeypatch.setattr(indexer, "EMBED_SLICE", 4)
+    for i in range(30):
+        write(docs / f"note{i:02}.txt", f"Note {i}: {ESPRESSO}")
+    engines = Engines(home, embedder=SlowEmbedder())
+    engine = engines()
+    engine.add_folder(docs)
+    seen = []
+    report = engine.index(on_progress=seen.append)
+    assert report.added == 30 and report.chunks_embedded == 30
+    before_commit = [p for p in seen if p.phase == "indexing" and p.files_done == 0]
+    assert any(p.files_read == 30 for p in before_commit), "files read are counted before the commit"
+    embedded = [p.chunks_embedded for p in before_commit]
+    assert any(0 < n < 30 for n in embedded) and embedded == sorted(embedded), embedded
+    assert seen[-1].chunks_embedded == 30
+    engines.close()
