@@ -414,3 +414,37 @@ def test_memory_error_is_corrupt_and_keeps_its_cause(tmp_path, monkeypatch):
     error = failure(path)
     assert error.status == FileStatus.CORRUPT
     assert isinstance(error.__cause__, MemoryError)  # the parse runner relies on this
+
+
+def test_pdf_is_read_by_pdfium_first_and_by_pypdf_when_pdfium_cannot(tmp_path, monkeypatch):
+    """PDFium reads the pages (pypdf is not asked); where PDFium fails to open a file, or finds
+    no text in it, pypdf reads it; a PDFium-opened file pypdf cannot read is a file without text."""
+    from engine.parse import pdf
+
+    path = make_pdf(tmp_path / "two.pdf", ["Descaling the espresso machine", "Road bike tyre pressure"])
+
+    def refuse(_f):
+        raise RuntimeError("this reader must not be used here")
+
+    monkeypatch.setattr(pdf, "_read_pypdf", refuse)
+    by_pdfium = parse(path, max_bytes=MAX).pages
+    assert [(p.number, p.text.strip()) for p in by_pdfium] == [
+        (1, "Descaling the espresso machine"), (2, "Road bike tyre pressure")]
+
+    monkeypatch.undo()
+    monkeypatch.setattr(pdf, "_read_pdfium", refuse)
+    by_pypdf = parse(path, max_bytes=MAX).pages
+    assert [(p.number, p.text.strip()) for p in by_pypdf] == [(p.number, p.text.strip()) for p in by_pdfium]
+
+    monkeypatch.undo()
+    blank = make_pdf(tmp_path / "blank.pdf", [""])
+    monkeypatch.setattr(pdf, "_read_pypdf", refuse)
+    assert failure(blank).status == FileStatus.NO_TEXT
+
+
+def test_pdfium_text_is_cleaned_of_its_line_end_hyphen_marks():
+    from engine.parse.pdf import _clean
+
+    assert _clean("the results were ac\ufffe\r\ncessed by all\r\nreaders") == \
+        "the results were accessed by all\nreaders"
+    assert _clean("a \ufffe b") == "a - b"

@@ -26,8 +26,11 @@ def test_every_pdf_ends_with_a_fitting_status_and_no_worker_is_left(tmp_path):
     by = f["by_manifest"]  # what pypdf did with each file on its own, from MANIFEST.tsv
     ok, failed = sum(by["ok"].values()), sum(by["exception"].values())
     assert by["ok"]["indexed"] + by["ok"]["no-text"] >= 0.9 * ok, by["ok"]
-    assert by["exception"]["corrupt"] + by["exception"]["encrypted"] >= 0.8 * failed, by["exception"]
-    assert f["statuses"]["encrypted"] >= 30 and f["statuses"]["indexed"] >= 120
+    # What pypdf alone could not read: PDFium reads some (text, or an empty text layer), the
+    # rest are named damaged or protected; 2026-12-03: encrypted 41, corrupt 33, no-text 29, indexed 21.
+    assert by["exception"]["corrupt"] + by["exception"]["encrypted"] >= 0.5 * failed, by["exception"]
+    assert sum(by["exception"].values()) == failed and set(by["exception"]) <= {"indexed"} | PROBLEMS
+    assert f["statuses"]["encrypted"] >= 30 and f["statuses"]["indexed"] >= 150
     # No file can hold the run for longer than the limit: the slowest ones are cut at 10 s.
     assert all(reason.startswith(("this PDF", "no text", "parsing took longer", "the parser"))
                for (_, reason) in f["reasons"]), f["reasons"]
