@@ -82,7 +82,7 @@ def write_beir(source: Path, folder: Path, limit: int | None) -> None:
 
 
 def write_short(sources: list[Path], folder: Path, count: int, words: int = 30) -> None:
-    """count short notes (one chunk each, about 40 tokens): each document of the BEIR collections
+    """count short notes (one chunk each, about 50 tokens): each document of the BEIR collections
     cut at sentence ends into pieces of about `words` words, taken in turn across the collections,
     so the notes are real text that nobody here wrote, as a home folder's notes, mail and snippets are."""
     import re

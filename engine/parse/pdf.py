@@ -31,6 +31,8 @@ def read(f: BinaryIO) -> tuple[Page, ...]:
     start = f.tell()
     try:
         pages = _read_pdfium(f)
+    except MemoryError:  # over the worker's memory cap: a second reader would only hit it again
+        raise
     except Exception:  # noqa: BLE001 - anything PDFium cannot open, pypdf tries and names
         pages = None
     if pages is not None and any(p.text.strip() for p in pages):
