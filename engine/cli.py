@@ -407,6 +407,30 @@ def cmd_models_rollback(engine: Engine, args) -> int:
     return EXIT_OK
 
 
+def cmd_models_prepare(args) -> int:
+    """Make the int8 model that the automatic backend runs on x86 CPUs, check it against torch and
+    keep it (setup and the installer run this with --into; a user may, for a model of their own)."""
+    from engine.config import load_config
+    from engine.embed import SentenceTransformerEmbedder
+
+    paths = resolve_paths({"SIFT_HOME": args.home} if args.home else None)
+    try:
+        value = args.model or load_config(paths.settings).model
+        embedder = SentenceTransformerEmbedder(value, device="cpu", cache_dir=paths.cache)
+        started = time.monotonic()
+        check = embedder.prepare_int8(into=args.into)
+    except SiftError as exc:
+        print(f"sift: {shown(str(exc), flowing=True)}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps({**check, "seconds": round(time.monotonic() - started, 1)}, indent=2))
+    else:
+        verdict = "used from now on" if check["passed"] else "not used: torch keeps running this model"
+        print(f"int8 model of {embedder.name}: cosine to fp32 mean {check['cosine_mean']:.4f}, min "
+              f"{check['cosine_min']:.4f} on {check['texts']} texts, {time.monotonic() - started:.0f} s; {verdict}.")
+    return EXIT_OK if check["passed"] else EXIT_ERROR
+
+
 def cmd_history(engine: Engine, args) -> int:
     """What opened results have taught (counts), `clear` to forget it all, `tune` to measure it."""
     if args.action == "clear":
@@ -738,6 +762,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--reranker", action="store_true", help="roll back the reranker instead")
     m.add_argument("--json", action="store_true", help="print JSON")
     m.set_defaults(func=cmd_models_rollback)
+    m = msub.add_parser("prepare", help="make and check the int8 model the automatic backend runs on x86 CPUs "
+                        "(setup and the installer do it for the bundled model)")
+    m.add_argument("model", nargs="?", metavar="VALUE", help="a model folder or bundled:… (default: the model in use)")
+    m.add_argument("--into", metavar="DIR", help="keep it in DIR (what setup and the installer ship) instead of the cache")
+    m.add_argument("--json", action="store_true", help="print the check as JSON")
+    m.set_defaults(func=None, standalone=cmd_models_prepare)
     p = sub.add_parser("status", help="what is indexed, with which model, and what could not be")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_status)

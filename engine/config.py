@@ -11,12 +11,12 @@ from typing import Any
 from engine.atomic import write_json
 from engine.errors import ConfigError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 VECTOR_DTYPES = ("i8", "f16", "f32", "b1")
-BACKENDS = ("torch", "openvino")          # openvino: the optional extra sift[openvino]
+BACKENDS = ("auto", "torch", "openvino")  # auto: OpenVINO int8 on x86 CPUs where a checked model is prepared, else torch
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")  # auto: fp16 on CUDA, bf16 on CPUs with native bf16;
 # int8: OpenVINO only, the model quantized by NNCF (bench/openvino_int8.py)
 
@@ -64,7 +64,7 @@ class Config:
     reranker: str = ""                    # a cross-encoder model folder; "" means none installed
     use_reranker: bool = True             # stage 2 on/off, when one is installed
     embed_batch_size: int = 0             # 0 picks for the device: 16 on CPU, 128 on a GPU
-    backend: str = "torch"                # how the embedding model runs: torch, or openvino (CPU)
+    backend: str = "auto"                 # how the embedding model runs: auto, torch, or openvino (CPU)
     precision: str = "auto"               # fp32, bf16 (CPU), fp16 (CUDA), or auto: picked per device
     watch: bool = True                    # follow the folders live while Sift runs
     reconcile_interval_min: int = 60      # full rescan this often, since watch events can be lost; 0 = never
@@ -129,7 +129,13 @@ def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
         if isinstance(exclude, list) and set(DEFAULT_EXCLUDES) - set(_ADDED_IN_2) <= set(exclude):
             raw["exclude"] = exclude + [p for p in _ADDED_IN_2 if p not in exclude]
         version = 2
-    # Future steps go here: `if version == 2: …; version = 3`.
+    if version == 2:
+        # Schema 3's default backend is auto (OpenVINO int8 on x86 CPUs). "torch" was the old
+        # default, saved with every other setting, and no window offered another: it becomes auto.
+        if raw.get("backend") == "torch":
+            raw["backend"] = "auto"
+        version = 3
+    # Future steps go here: `if version == 3: …; version = 4`.
     raw["schema_version"] = SCHEMA_VERSION
     return raw
 

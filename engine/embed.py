@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from engine.atomic import write_json
 from engine.config import BACKENDS, BUNDLED_MODEL, PRECISIONS
 from engine.device import cpu_supports_bf16, pick_device
 from engine.errors import ModelError
@@ -158,11 +159,13 @@ class SentenceTransformerEmbedder:
     backend 'torch' runs the model in torch (fp32, bf16 autocast on CPUs with native bf16, fp16
     on CUDA); 'openvino' runs the same weights through OpenVINO on the CPU, converted once from
     the local folder and cached under `cache_dir`. A backend that is not installed falls back to
-    torch, with a warning saying what to install.
+    torch, with a warning saying what to install. 'auto' (the default) runs the int8 model that
+    `prepare_int8` made and checked against torch (setup and the installer do it for the bundled
+    model) on an x86 CPU, and torch everywhere else or when anything about that model is wrong.
     """
 
     def __init__(self, model: str = BUNDLED_MODEL, *, device: str = "auto", batch_size: int = 0,
-                 backend: str = "torch", precision: str = "auto", cache_dir: str | os.PathLike | None = None) -> None:
+                 backend: str = "auto", precision: str = "auto", cache_dir: str | os.PathLike | None = None) -> None:
         if backend not in BACKENDS:
             raise ModelError(f"Unknown backend {backend!r}; choose among {', '.join(BACKENDS)}.")
         if precision not in PRECISIONS:
@@ -179,31 +182,125 @@ class SentenceTransformerEmbedder:
         self._openvino: _OpenVINOModel | None = None
         self._tokenizer: Any = None  # tokenizers' fast Tokenizer, made on first use
         self._load_lock = threading.Lock()
+        self._resolve_lock = threading.Lock()
         self._use_lock = threading.Lock()  # one encode at a time: torch already uses every core
 
     def _resolve(self) -> tuple[str, str, str]:
         """Device, backend and precision, decided once (this imports torch)."""
-        if self._setup is None:
-            with _no_collector_pauses():
-                import torch  # noqa: F401  (first here, as a rule: model_id is asked before loading)
-            device = pick_device(self._device_pref)
-            backend = self._backend_pref
-            if backend == "openvino" and device != "cpu":
-                log.info("the OpenVINO backend runs on the CPU; using torch on %s", device)
-                backend = "torch"
-            if backend == "openvino" and not openvino_available():
-                log.warning("The OpenVINO backend is not installed (pip install 'sift[openvino]'); using torch.")
-                backend = "torch"
-            bf16 = cpu_supports_bf16() if device == "cpu" else False
-            precision = self._precision_pref
-            if precision == "int8" and (backend != "openvino" or not nncf_available()):
-                log.warning("int8 runs on the OpenVINO backend with NNCF (pip install 'sift[openvino]'); "
-                            "using the automatic precision")
-                precision = "auto"
-            if precision != "int8":
-                precision = resolve_precision(precision, device, bf16_supported=bf16)
-            self._setup = (device, backend, precision)
-        return self._setup
+        with self._resolve_lock:
+            if self._setup is None:
+                self._setup = self._decide()
+            return self._setup
+
+    def _decide(self) -> tuple[str, str, str]:
+        with _no_collector_pauses():
+            import torch  # noqa: F401  (first here, as a rule: model_id is asked before loading)
+        device = pick_device(self._device_pref)
+        backend = self._backend_pref
+        precision = self._precision_pref
+        if backend == "auto":
+            backend = "torch"
+            if device == "cpu" and precision in ("auto", "int8"):
+                self._openvino = self._checked_int8()
+                if self._openvino is not None:
+                    return device, "openvino", "int8"
+        if backend == "openvino" and device != "cpu":
+            log.info("the OpenVINO backend runs on the CPU; using torch on %s", device)
+            backend = "torch"
+        if backend == "openvino" and not openvino_available():
+            log.warning("The OpenVINO backend is not installed (pip install 'sift[openvino]'); using torch.")
+            backend = "torch"
+        bf16 = cpu_supports_bf16() if device == "cpu" else False
+        if precision == "int8" and (backend != "openvino" or not nncf_available()):
+            log.warning("int8 runs on the OpenVINO backend with NNCF (pip install 'sift[openvino]'); "
+                        "using the automatic precision")
+            precision = "auto"
+        if precision != "int8":
+            precision = resolve_precision(precision, device, bf16_supported=bf16)
+        return device, backend, precision
+
+    def _int8_dirs(self) -> list[Path]:
+        """Where a checked int8 model of these weights may be: this user's cache (`sift models
+        prepare`, an adopted fine-tuned model), then what setup or the installer prepared."""
+        return [self._export_dir(), prepared_dir() / _safe_name(self._base_id)]
+
+    def _checked_int8(self) -> _OpenVINOModel | None:
+        """The int8 model that passed its check against torch, compiled; None (torch) when there
+        is none, its files differ from the checked ones, or OpenVINO cannot run it here."""
+        if not int8_runs_here():
+            return None
+        for folder in self._int8_dirs():
+            problem = int8_check_problem(folder, self._base_id)
+            if problem == "missing":
+                continue
+            if problem:
+                log.warning("not using the int8 model in %s: %s; using torch", folder, problem)
+                continue
+            try:
+                return _OpenVINOModel(folder / "model-int8.xml", precision="int8")
+            except Exception as exc:  # noqa: BLE001 - whatever OpenVINO raises, torch still works
+                log.warning("the int8 model in %s does not run here (%s); using torch", folder, exc)
+        return None
+
+    def int8_pending(self) -> bool:
+        """Whether `prepare_int8` would change how this model runs: the automatic backend on an x86
+        CPU, with no checked int8 model yet."""
+        if self._backend_pref != "auto" or self._precision_pref not in ("auto", "int8") or not int8_runs_here():
+            return False
+        if pick_device(self._device_pref) != "cpu":
+            return False
+        return all(int8_check_problem(folder, self._base_id) for folder in self._int8_dirs())
+
+    def prepare_int8(self, into: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Convert the model for OpenVINO, quantize it to int8 with NNCF (each in a process of its
+        own, see _run_converter) and check it against torch fp32, into this user's cache or, for
+        setup and the installer, into `into`/<model> (keeping only the int8 files there).
+
+        Returns the check, also written beside the model (INT8_CHECK); raises ModelError when a
+        step fails. The automatic backend runs the model only where the check passed and the files
+        are the ones checked; an embedder not loaded yet switches to it."""
+        if not int8_runs_here():
+            raise ModelError("int8 needs OpenVINO and NNCF on an x86 CPU (pip install 'sift[openvino]').")
+        folder = Path(into) / _safe_name(self._base_id) if into is not None else self._export_dir()
+        (folder / INT8_CHECK).unlink(missing_ok=True)
+        if not (folder / "model.xml").exists():
+            _export_openvino(self.folder, folder)
+        _quantize_openvino(folder, transformer_dir(self.folder))
+        check = self._check_int8(folder)
+        write_json(folder / INT8_CHECK, check)
+        os.chmod(folder / INT8_CHECK, 0o644)  # no private data; an installed app's users all read it
+        if into is not None:
+            for fp32 in ("model.xml", "model.bin"):
+                (folder / fp32).unlink(missing_ok=True)
+        with self._load_lock, self._resolve_lock:
+            if self._model is None and check["passed"]:
+                self._setup, self._openvino = None, None  # decided again, now with the int8 model
+        return check
+
+    def _check_int8(self, folder: Path) -> dict[str, Any]:
+        """Cosine of the int8 model's vectors to torch fp32's, on the calibration paragraphs and
+        query-length beginnings of them."""
+        quiet_offline_transformers()
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        paragraphs = calibration_paragraphs()
+        texts = paragraphs + [" ".join(p.split()[:8]) for p in paragraphs]
+        reference = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True, trust_remote_code=False,
+                                        model_kwargs={"use_safetensors": True, "dtype": torch.float32}).eval()
+        fp32 = reference.encode(texts, batch_size=CPU_BATCH, normalize_embeddings=True, convert_to_numpy=True,
+                                show_progress_bar=False)
+        int8 = _OpenVINOModel(folder / "model-int8.xml", precision="int8")
+        int8.attach(reference)
+        quantized = np.concatenate([int8.encode(texts[i:i + CPU_BATCH]) for i in range(0, len(texts), CPU_BATCH)])
+        cosine = np.sum(fp32 * quantized, axis=1)
+        mean, low = float(cosine.mean()), float(cosine.min())
+        passed = mean >= INT8_COSINE_MEAN and low >= INT8_COSINE_MIN
+        if not passed:
+            log.warning("the int8 model of %s is too far from fp32 (cosine mean %.4f, min %.4f); torch stays",
+                        self.name, mean, low)
+        return {"model": self._base_id, "files": _int8_digests(folder), "texts": len(texts),
+                "cosine_mean": round(mean, 5), "cosine_min": round(low, 5), "passed": passed}
 
     @property
     def model_id(self) -> str:
@@ -266,7 +363,9 @@ class SentenceTransformerEmbedder:
             self.batch_size = CPU_BATCH if device == "cpu" else GPU_BATCH
         model.eval()
         if backend == "openvino":
-            self._openvino = _OpenVINOModel(model, self.folder, self._export_dir(), precision=precision)
+            if self._openvino is None:  # the explicit backend: converted on first use
+                self._openvino = _OpenVINOModel(self._openvino_xml(precision), precision=precision)
+            self._openvino.attach(model)
         log.info("loaded %s on %s (%s, %s)", self.name, device, backend, precision)
         return model
 
@@ -275,7 +374,20 @@ class SentenceTransformerEmbedder:
             from engine.paths import resolve_paths
 
             self._cache_dir = resolve_paths().cache
-        return self._cache_dir / "openvino" / re.sub(r"[^A-Za-z0-9_.@-]+", "_", self._base_id)
+        return self._cache_dir / "openvino" / _safe_name(self._base_id)
+
+    def _openvino_xml(self, precision: str) -> Path:
+        """The converted model for the explicit openvino backend, converted (and quantized) on first use."""
+        folder = self._export_dir()
+        if precision == "int8":
+            if not (folder / "model-int8.xml").exists():
+                if not (folder / "model.xml").exists():
+                    _export_openvino(self.folder, folder)
+                _quantize_openvino(folder, transformer_dir(self.folder))
+            return folder / "model-int8.xml"
+        if not (folder / "model.xml").exists():
+            _export_openvino(self.folder, folder)
+        return folder / "model.xml"
 
     def _precision_context(self):
         """bf16 autocast around torch CPU encodes; nothing otherwise."""
@@ -399,24 +511,14 @@ def nncf_available() -> bool:
 
 
 class _OpenVINOModel:
-    """The transformer of a loaded SentenceTransformer compiled by OpenVINO; pooling and
-    normalization stay the model's own modules, so the vectors match torch's."""
+    """A converted transformer compiled by OpenVINO for the CPU; pooling and normalization stay
+    the SentenceTransformer's own modules (`attach`), so the vectors match torch's."""
 
-    def __init__(self, st_model, folder: Path, export_dir: Path, *, precision: str) -> None:
+    def __init__(self, xml: Path, *, precision: str) -> None:
         block_openvino_telemetry()
         import openvino as ov
 
-        self._st = st_model
-        self._modules = list(st_model)[1:]  # Pooling, Normalize, …
-        self._max_length = int(st_model.max_seq_length)
         core = ov.Core()
-        xml = export_dir / "model.xml"
-        if not xml.exists():
-            _export_openvino(folder, export_dir)
-        if precision == "int8":
-            xml = export_dir / "model-int8.xml"
-            if not xml.exists():
-                _quantize_openvino(export_dir, transformer_dir(folder))
         graph = core.read_model(str(xml))
         # int8: the layers NNCF left unquantized run in bf16 where the CPU has it.
         hint = "bf16" if precision == "bf16" or (precision == "int8" and cpu_supports_bf16()) else "f32"
@@ -427,6 +529,15 @@ class _OpenVINOModel:
         self._query_request = self._queries.create_infer_request()
         self._query_lock = threading.Lock()
         self._inputs = {port.get_any_name() for port in graph.inputs}
+        self._st: Any = None
+        self._modules: list[Any] = []
+        self._max_length = 0
+
+    def attach(self, st_model) -> None:
+        """The loaded SentenceTransformer whose tokenizer and pooling modules wrap the compiled model."""
+        self._st = st_model
+        self._modules = list(st_model)[1:]  # Pooling, Normalize, …
+        self._max_length = int(st_model.max_seq_length)
 
     def _run(self, request, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -450,6 +561,80 @@ class _OpenVINOModel:
             return self._run(self._query_request, [text])[0]
 
 
+# The automatic backend's int8 model: where it is, and what its check demands. Measured on the
+# bundled model (162 texts): cosine to fp32 mean 0.998, min 0.993.
+X86_MACHINES = ("x86_64", "amd64", "i686", "i386", "x86")
+INT8_CHECK = "int8-check.json"
+INT8_COSINE_MEAN = 0.98
+INT8_COSINE_MIN = 0.93
+ENV_PREPARED = "SIFT_PREPARED_DIR"
+
+
+def int8_runs_here() -> bool:
+    """OpenVINO int8 is the automatic choice on x86 CPUs, where OpenVINO and NNCF are installed."""
+    import platform
+
+    return platform.machine().lower() in X86_MACHINES and openvino_available() and nncf_available()
+
+
+def prepared_dir() -> Path:
+    """Where setup (dev.py) and the installer put the models they prepared: share/sift/openvino
+    in the Python environment, openvino/ inside a frozen app; SIFT_PREPARED_DIR overrides both."""
+    override = os.environ.get(ENV_PREPARED)
+    if override:
+        return Path(override)
+    frozen_root = getattr(sys, "_MEIPASS", None)
+    return Path(frozen_root) / "openvino" if frozen_root else Path(sys.prefix) / "share" / "sift" / "openvino"
+
+
+def _safe_name(model_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.@-]+", "_", model_id)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _int8_digests(folder: Path) -> dict[str, str]:
+    return {name: _sha256(folder / name) for name in ("model-int8.xml", "model-int8.bin")}
+
+
+def int8_check_problem(folder: Path, model_id: str) -> str:
+    """"" when folder holds the int8 model of model_id that passed its check, unchanged since;
+    "missing" when there is no check there; else what is wrong."""
+    try:
+        check = json.loads((folder / INT8_CHECK).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError) as exc:
+        return f"its check cannot be read ({exc})"
+    if not isinstance(check, dict) or check.get("model") != model_id:
+        return "its check is for other weights"
+    if not check.get("passed"):
+        return (f"it failed its check against torch (cosine mean {check.get('cosine_mean')}, "
+                f"min {check.get('cosine_min')})")
+    try:
+        digests = _int8_digests(folder)
+    except OSError as exc:
+        return f"its files cannot be read ({exc})"
+    if digests != check.get("files"):
+        return "its files are not the ones that were checked"
+    return ""
+
+
+def calibration_paragraphs() -> list[str]:
+    """Paragraphs of the bundled sample documents: general English prose, the same on every
+    machine (the user's own documents would tie the model to one index)."""
+    from engine.paths import samples_dir
+
+    return [p.strip() for f in sorted(samples_dir().glob("*")) if f.suffix in (".md", ".txt")
+            for p in re.split(r"\n\s*\n", f.read_text(encoding="utf-8")) if len(p.split()) >= 5]
+
+
 def transformer_dir(folder: Path) -> Path:
     """The folder of a sentence-transformers model's first module (the transformer itself)."""
     try:
@@ -462,19 +647,17 @@ def transformer_dir(folder: Path) -> Path:
 def _export_openvino(folder: Path, export_dir: Path) -> None:
     """Convert the model's transformer to OpenVINO IR, from the local weights, into export_dir.
 
-    Written beside export_dir and renamed, so a crash never leaves half a model there."""
-    export_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=export_dir.parent))
+    Written inside it in a folder of its own and moved out, the .xml last, so a crash never
+    leaves half a model."""
+    export_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=export_dir))
     try:
         problem = _run_converter("export", str(transformer_dir(folder)), str(tmp))
         if problem or not (tmp / "model.xml").exists():
             raise ModelError(f"The model in {folder} could not be converted for OpenVINO ({problem}). "
                              "Choose the torch backend in settings.")
-        try:
-            os.replace(tmp, export_dir)
-        except OSError:
-            if not (export_dir / "model.xml").exists():  # not another process's finished export
-                raise
+        os.replace(tmp / "model.bin", export_dir / "model.bin")
+        os.replace(tmp / "model.xml", export_dir / "model.xml")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -482,15 +665,11 @@ def _export_openvino(folder: Path, export_dir: Path) -> None:
 def _quantize_openvino(export_dir: Path, tokenizer_dir: Path) -> None:
     """NNCF post-training int8 quantization of the exported model, into model-int8.xml beside it.
 
-    Calibrated on paragraphs of the bundled sample documents (general English prose; the user's
-    own documents would tie the model to one index). Measured with bench/openvino_int8.py on
+    Calibrated on calibration_paragraphs(). Measured with bench/openvino_int8.py on
     Cranfield: NNCF's defaults kept dense nDCG@10 within 0.005 of fp32 (0.3743 against 0.3777)
     at 1.3-1.6× OpenVINO bf16's speed; its MIXED preset with SmoothQuant was faster still but
     lost 0.008."""
-    from engine.paths import samples_dir
-
-    paragraphs = [p.strip() for f in sorted(samples_dir().glob("*")) if f.suffix in (".md", ".txt")
-                  for p in re.split(r"\n\s*\n", f.read_text(encoding="utf-8")) if len(p.split()) >= 5]
+    paragraphs = calibration_paragraphs()
     fd, texts = tempfile.mkstemp(prefix=".calibration-", suffix=".json", dir=export_dir)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(paragraphs, fh)

@@ -314,6 +314,8 @@ class Engine:
         if value == model_value(self._config.model):
             return self.vectors()  # the indexer keeps the serving model's vectors complete
         embedder = self.embedder_for(value)
+        _prepare_int8(embedder)
+        _check(cancel)
         self._embed_missing(embedder, on_progress=on_progress, cancel=cancel)
         _check(cancel)
         return self.store.load(embedder)
@@ -838,3 +840,18 @@ class Engine:
 def _check(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled()
+
+
+def _prepare_int8(embedder: Embedder) -> None:
+    """A model about to serve runs as the automatic backend runs the bundled one: on an x86 CPU its
+    int8 model is made and checked first (about a minute), so its vectors are embedded once, by
+    the model that will serve. If that fails, torch runs it, as before."""
+    if not isinstance(embedder, SentenceTransformerEmbedder) or not embedder.int8_pending():
+        return
+    try:
+        check = embedder.prepare_int8()
+    except SiftError as exc:
+        log.warning("%s runs in torch: %s", embedder.name, exc)
+        return
+    log.info("int8 model of %s: cosine to fp32 mean %.4f, min %.4f (%s)", embedder.name, check["cosine_mean"],
+             check["cosine_min"], "used" if check["passed"] else "refused, torch runs it")

@@ -102,7 +102,23 @@ def _private_home(tmp_path, monkeypatch):
     for var in ("SIFT_DATA_DIR", "SIFT_CACHE_DIR", "SIFT_CONFIG_DIR", "SIFT_LOG_DIR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # No int8 model prepared by setup: the automatic backend runs torch unless a test asks for
+    # the prepared one (the prepared_int8 fixture).
+    monkeypatch.setenv("SIFT_PREPARED_DIR", str(tmp_path / "prepared"))
     return home
+
+
+@pytest.fixture
+def prepared_int8(monkeypatch) -> Path:
+    """The int8 model that setup (dev.py) prepared in this environment, for the automatic backend."""
+    from engine.embed import int8_runs_here
+
+    where = Path(sys.prefix) / "share" / "sift" / "openvino"
+    if not int8_runs_here():
+        pytest.skip("OpenVINO int8 is the automatic backend only on x86 CPUs with OpenVINO and NNCF")
+    assert any(where.glob("*/int8-check.json")), f"setup (python3 dev.py setup) prepares the int8 model in {where}"
+    monkeypatch.setenv("SIFT_PREPARED_DIR", str(where))
+    return where
 
 
 @pytest.fixture
