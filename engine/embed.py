@@ -688,6 +688,7 @@ def _quantize_openvino(export_dir: Path, tokenizer_dir: Path) -> None:
 
 EXPORT_TIMEOUT_S = 600.0
 CONVERTER = Path(__file__).with_name("openvino_convert.py")
+FROZEN_CONVERTER_FLAG = "--openvino-convert"  # packaging/launch_*.py run engine.openvino_convert.main
 
 
 def _run_converter(*args: str) -> str:
@@ -696,8 +697,10 @@ def _run_converter(*args: str) -> str:
     import subprocess
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = ([sys.executable, FROZEN_CONVERTER_FLAG] if getattr(sys, "frozen", False)
+               else [sys.executable, "-P", str(CONVERTER)])
     try:
-        done = subprocess.run([sys.executable, "-P", str(CONVERTER), *args], env=env, capture_output=True,
+        done = subprocess.run([*command, *args], env=env, capture_output=True,
                               text=True, timeout=EXPORT_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)

@@ -1,7 +1,8 @@
-"""Converting the model for OpenVINO, and quantizing it to int8: run as a script, never imported.
+"""Converting the model for OpenVINO, and quantizing it to int8, in a process of its own.
 
 engine/embed.py runs this file in a fresh interpreter (`python -P`, so the engine folder is not
-put on sys.path, where its types.py would hide the standard library's): torch's tracer hangs in a
+put on sys.path, where its types.py would hide the standard library's; a frozen app runs its own
+executable with --openvino-convert, which its launchers hand to main): torch's tracer hangs in a
 process that has loaded usearch (usearch 2.26, torch 2.13, openvino 2026.4), and a clean one
 converts in seconds. Torch and transformers load only in that process.
 
@@ -53,6 +54,11 @@ def quantize(model_xml: str, out: str, tokenizer_dir: str, texts: str) -> None:
     ov.save_model(quantized, out, compress_to_fp16=False)
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> int:
     commands: dict[str, Callable[..., None]] = {"export": export, "quantize": quantize}
-    commands[sys.argv[1]](*sys.argv[2:])
+    commands[argv[0]](*argv[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

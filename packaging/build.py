@@ -4,6 +4,7 @@
 From a fresh clone, with Python 3.11+ and nothing else set up, this:
   1. creates `.venv-build` (its own, so the frozen app holds only Sift's runtime dependencies) and
      installs Sift with the `packaging` extra at the exact versions in constraints.txt;
+     on x86 it prepares the int8 model the automatic backend runs (`sift models prepare --into`);
   2. freezes the app with PyInstaller (packaging/sift.spec) into dist/Sift/, one folder holding the
      `sift-desktop` window program, the `sift` command line, the bundled model and the samples;
   3. packs it for this platform: on Linux dist/Sift-VERSION-linux-x86_64.tar.gz (with install.sh,
@@ -101,6 +102,19 @@ def setup_venv() -> None:
     # copy only brings in the dependencies with their metadata.
     subprocess.run([*pip, "install", "-c", "constraints.txt", ".[packaging]"], cwd=ROOT, check=True)
     STAMP.write_text(digest)
+
+
+def prepare_int8() -> None:
+    """On x86: the bundled model quantized to int8 and checked against torch, into the build
+    environment's share/sift/openvino, which the spec bundles (the automatic backend's model)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return
+    step("preparing the int8 model for OpenVINO (about half a minute)")
+    prepared = VENV / "share" / "sift" / "openvino"
+    done = subprocess.run([str(PYTHON), "-m", "engine.cli", "models", "prepare", "bundled:all-MiniLM-L6-v2",
+                           "--into", str(prepared)], cwd=ROOT, check=False)
+    if done.returncode != 0:
+        sys.exit("the int8 model could not be prepared (above); an x86 installer without it would run torch")
 
 
 # -- 2. freeze ------------------------------------------------------------------------------------------------
@@ -337,6 +351,7 @@ def main(argv: list[str]) -> int:
     freeze_s = None
     if not args.skip_build:
         setup_venv()
+        prepare_int8()
         freeze_s = freeze(gpu=args.gpu)
     if not (BUNDLE / f"sift{EXE_SUFFIX}").exists():
         sys.exit(f"{BUNDLE} has no frozen app: run without --skip-build")
