@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from engine import finetune
+from engine import embed, finetune
 from engine.config import BUNDLED_MODEL
 from engine.embed import SentenceTransformerEmbedder
 from engine.engine import Engine
@@ -72,6 +72,8 @@ def test_a_tiny_real_run_trains_saves_and_measures(engine, monkeypatch):
     assert scores.shape == (2,) and np.isfinite(scores).all()
 
     engine.adopt_model(result.embedder)
+    if embed.int8_runs_here():  # converted, quantized and checked when adopted, like the bundled model
+        assert engine.embedder.model_id.endswith("+int8"), engine.embedder.model_id
     engine.adopt_reranker(result.reranker)
     assert engine.search("bicycle chain grease", limit=3, mode="auto")
 

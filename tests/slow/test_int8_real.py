@@ -1,0 +1,33 @@
+"""The int8 model that setup prepared: the automatic backend's choice on x86, close to torch fp32."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.embed import SentenceTransformerEmbedder
+from engine.engine import Engine
+from tests.helpers import write
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_prepared_int8_model_is_the_default_and_searches(prepared_int8, home, docs):
+    e = SentenceTransformerEmbedder(device="cpu")
+    assert (e.backend, e.precision) == ("openvino", "int8") and e.model_id.endswith("+int8")
+    fp32 = SentenceTransformerEmbedder(device="cpu", backend="torch", precision="fp32")
+    texts = ["The boundary layer thickens downstream of the leading edge.", "rent is due on the first"]
+    cosine = np.sum(e.embed_documents(texts) * fp32.embed_documents(texts), axis=1)
+    assert (cosine > 0.98).all(), cosine
+    assert float(e.embed_query(texts[1]) @ fp32.embed_query(texts[1])) > 0.98
+
+    write(docs / "lease.txt", "The rent is due on the first day of every month, paid to the landlord.")
+    write(docs / "wing.txt", "Laminar flow over the wing separates where the pressure gradient turns adverse.")
+    engine = Engine.open(home)
+    try:
+        engine.update_config(parse_workers=0, folders=(str(docs),))
+        engine.index()
+        assert engine.embedder.model_id == e.model_id
+        assert engine.search("when do I pay the landlord", limit=1)[0].path.endswith("lease.txt")
+    finally:
+        engine.close()
