@@ -1,7 +1,7 @@
 """Embedding backends and precisions side by side, beside the machine's matmul peak, same run.
 
-For each candidate (torch fp32, torch bf16 autocast, OpenVINO fp32, bf16 and int8; those the
-machine cannot run are reported as skipped): chunks/s on 256-token chunks, query-encode
+For each candidate (torch fp32, torch bf16 autocast, OpenVINO fp32, bf16 and int8, and auto/auto,
+the default, as it runs here; those the machine cannot run are reported as skipped): chunks/s on 256-token chunks, query-encode
 p50/p95, cosine to torch fp32 on the same chunks (mean, min), and, with --ndcg, nDCG@10 of dense
 search on a BEIR collection through `sift eval`'s machinery (engine/evaluate.py). The peak is
 torch GEMM GFLOP/s (fp32, bf16, int8 where torch has it) measured in this run; MiniLM-L6 costs
@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-CANDIDATES = (("torch", "fp32"), ("torch", "bf16"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"))
+CANDIDATES = (("torch", "fp32"), ("torch", "bf16"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"),
+              ("auto", "auto"))  # the default: what a plain install runs here (int8 from setup's prepared model on x86)
 CHUNK_TOKENS = 254  # + [CLS] and [SEP] = 256
 QUERIES = ("boundary layer transition on a flat plate", "heat transfer in supersonic flow",
            "buckling of thin cylindrical shells", "what is the effect of sweep on wing flutter",
@@ -88,7 +89,7 @@ def measure(backend: str, precision: str, texts: list[str], cache: Path, ndcg: s
     from engine.embed import SentenceTransformerEmbedder
 
     e = SentenceTransformerEmbedder(backend=backend, precision=precision, cache_dir=cache)
-    if (e.backend, e.precision) != (backend, precision):
+    if backend != "auto" and (e.backend, e.precision) != (backend, precision):
         return {"skipped": f"runs as {e.backend}/{e.precision} here"}, None
     t0 = time.perf_counter()
     e.warm_up()
@@ -104,7 +105,7 @@ def measure(backend: str, precision: str, texts: list[str], cache: Path, ndcg: s
             e.embed_query(q)
             latencies.append((time.perf_counter() - t0) * 1000)
     latencies.sort()
-    row = {"model_id": e.model_id, "chunks_per_s": round(speed, 1), "load_s": round(load_s, 1),
+    row = {"model_id": e.model_id, "runs_as": f"{e.backend}/{e.precision}", "chunks_per_s": round(speed, 1), "load_s": round(load_s, 1),
            "query_ms_p50": round(statistics.median(latencies), 1),
            "query_ms_p95": round(latencies[int(0.95 * (len(latencies) - 1))], 1), "vectors": np.asarray(vectors)}
     if ndcg:

@@ -215,7 +215,7 @@ def main() -> int:
     ap.add_argument("--short", type=int, metavar="N", help="with --beir: N one-chunk notes cut from its documents")
     ap.add_argument("--limit", type=int, help="with --beir: only the first N documents")
     ap.add_argument("--synthetic", type=int, metavar="N", help="make N mixed documents (PDF, DOCX, HTML, Markdown)")
-    ap.add_argument("--backend", default="torch", choices=["torch", "openvino"])
+    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "openvino"])
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
     ap.add_argument("--workers", type=int, default=2, help="parse worker processes (default 2)")
     ap.add_argument("--batch-size", type=int, default=0, help="embedder batch size (default: picked per device)")
