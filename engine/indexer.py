@@ -26,7 +26,7 @@ from engine.config import Config
 from engine.embed import SPECIAL_TOKENS, Embedder, text_hash
 from engine.errors import Cancelled, ParseError
 from engine.parse import SUPPORTED_SUFFIXES, kind_for
-from engine.parse.runner import ParseRunner
+from engine.parse.runner import INLINE_MAX_BYTES, ParseRunner
 from engine.parse.source import (
     VANISHED_REASON,
     Identity,
@@ -47,10 +47,13 @@ from engine.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
-# Commit after this many files or chunks: small enough that a crash loses little and progress
-# moves smoothly, large enough that the embedder sees full batches.
-BATCH_FILES = 64
+# Commit after this many chunks, or files, or seconds since the batch began: small enough
+# that a crash loses little and files become searchable soon, large enough that the embedder sees
+# full batches and the per-commit work is spread over many short files (bench/indexing.py
+# --short: 3,000 one-chunk notes, 47 commits at 64 files, 6 at 512 by chunks).
+BATCH_FILES = 512
 BATCH_CHUNKS = 512
+BATCH_SECONDS = 2.0
 # Parsed batches waiting for the model: enough that the parsers never stall it, few enough that
 # a cancel discards little work.
 PREFETCH_BATCHES = 2
@@ -381,6 +384,7 @@ class _Batch:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # text hash → vector, once embedded
     fresh: list[str] = field(default_factory=list)                # hashes embedded for this batch
     reused: int = 0                                               # chunks whose vector was cached
+    started: float = field(default_factory=time.monotonic)        # when the producer began filling it
 
 
 @dataclass(frozen=True, slots=True)
@@ -764,7 +768,7 @@ class Indexer:
                                                   max_bytes=self.config.max_file_bytes,
                                                   max_text_bytes=self.config.max_text_bytes)
         with runner if own else contextlib.nullcontext(runner):
-            results = runner.map(jobs(), stop=stop)
+            results = runner.map(jobs(), stop=stop, inline=lambda job: _parses_inline(job, disk))
             parsed_count = 0
             try:
                 for path, result in results:
@@ -790,7 +794,7 @@ class Indexer:
                             batch.files.append(pending)
                             batch.chunks += len(pending.chunks)
                     if (len(batch.files) + len(batch.touched) + len(problems) >= BATCH_FILES
-                            or batch.chunks >= BATCH_CHUNKS):
+                            or batch.chunks >= BATCH_CHUNKS or time.monotonic() - batch.started >= BATCH_SECONDS):
                         yield batch, list(problems)
                         batch = _Batch()
                         problems.clear()
@@ -874,6 +878,16 @@ class Indexer:
         self._report(files_done=done, files_read=max(self.progress.files_read, done),
                      files_failed=self.progress.files_failed + sum(1 for p in problems if p[1] != FileStatus.VANISHED),
                      chunks_reused=self.progress.chunks_reused + reused)
+
+
+def _parses_inline(job, disk: dict[str, DiskFile]) -> bool:
+    """Small plain-text files are read in the indexing process: decoding a few kilobytes costs far
+    less than a parse worker's round trip (bench/indexing.py --short: the notes indexed at 0.82 of
+    the model's speed through the workers). Opened and read the same way (engine.parse.source),
+    never past INLINE_MAX_BYTES: a file grown since the scan goes to a worker."""
+    path = job.path if isinstance(job, ParseJob) else job
+    d = disk.get(path)
+    return d is not None and d.size <= INLINE_MAX_BYTES and kind_for(path) == "text"
 
 
 def iter_paths(paths: Iterable[str | Path]) -> list[str]:

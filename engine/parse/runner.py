@@ -33,6 +33,8 @@ STRETCH_MAX = 20
 # A file that times out is tried once more after every other file, at RETRY_FACTOR times the
 # limit, when this run's other parsing no longer competes with it; only then is it TIMEOUT.
 RETRY_FACTOR = 2
+# The most a file parsed in the caller's process (map's `inline`) may hold when it is opened.
+INLINE_MAX_BYTES = 64 * 1024
 
 _READY = "ready"  # a worker's first message: the clock for its first file starts only then
 
@@ -81,19 +83,23 @@ class ParseRunner:
         self._maps: weakref.WeakSet[Generator] = weakref.WeakSet()  # map() results not yet done
         self._closed = False
 
-    def map(self, paths: Iterable[Job], *, stop: threading.Event | None = None) -> Iterator[tuple[str, Result]]:
+    def map(self, paths: Iterable[Job], *, stop: threading.Event | None = None,
+            inline: Callable[[Job], bool] | None = None) -> Iterator[tuple[str, Result]]:
         """Yield (path, ParsedFile or ParseError) once per path, in the order parsing finishes.
 
         Paths are taken from `paths` only as workers free up, so it may be a lazy iterable of
         any length. Stopping early (break, or close()) stops the workers still parsing; so does
         setting `stop`, within STOP_POLL_S, from any thread: a generator running in another
-        thread cannot be closed from this one.
+        thread cannot be closed from this one. Jobs that `inline` says yes to are parsed in the
+        calling thread, whether or not the workers are busy, if they hold at most INLINE_MAX_BYTES
+        when opened (else a worker reads them): for files whose parse costs far less than a round
+        trip to a worker (small plain text). No worker starts until a file needs one.
         """
         if self._closed:
             raise RuntimeError("this ParseRunner is closed")
         if self._workers == 0:
             return ((_path_of(job), self._parse_here(job)) for job in paths if stop is None or not stop.is_set())
-        results = self._map_in_workers(iter(paths), stop)
+        results = self._map_in_workers(iter(paths), stop, inline)
         self._maps.add(results)
         return results
 
@@ -127,26 +133,60 @@ class ParseRunner:
         except Exception as exc:  # a parse_fn other than ours may raise anything
             return ParseError(FileStatus.CORRUPT, f"the parser failed: {exc!r}")
 
+    def _parse_inline(self, job: Job) -> Result | None:
+        """A file parsed in this process, read no further than INLINE_MAX_BYTES whatever it holds
+        now; None when it is longer than that (then a worker reads it)."""
+        cap = min(self._max_bytes, INLINE_MAX_BYTES)
+        try:
+            return self._parse_fn(job, max_bytes=cap, max_text_bytes=self._max_text_bytes)
+        except ParseError as error:
+            if error.status == FileStatus.TOO_LARGE and cap < self._max_bytes:
+                return None
+            return error
+        except Exception as exc:  # a parse_fn other than ours may raise anything
+            return ParseError(FileStatus.CORRUPT, f"the parser failed: {exc!r}")
+
     def _map_in_workers(self, paths: Iterator[Job], stop: threading.Event | None,
-                        ) -> Generator[tuple[str, Result], None, None]:
+                        inline: Callable[[Job], bool] | None) -> Generator[tuple[str, Result], None, None]:
         busy: dict[Connection, _Worker] = {}
         retry: list[Job] = []  # timed out once: tried again after every other file
+        held: Job | None = None  # taken from paths, waiting for a free worker
+        for_worker = False  # held grew past INLINE_MAX_BYTES since it was listed: a worker reads it
         try:
             while True:
-                if stop is not None and stop.is_set():
-                    return
-                while len(busy) < self._workers:
-                    path = next(paths, None)
+                inlined = False
+                while True:
+                    if stop is not None and stop.is_set():
+                        return
+                    if held is None:
+                        held, for_worker = next(paths, None), False
+                    if held is not None and not for_worker and inline is not None and inline(held):
+                        job, held = held, None
+                        result = self._parse_inline(job)
+                        if result is None:
+                            held, for_worker = job, True
+                            continue
+                        yield _path_of(job), result
+                        inlined = True
+                        if busy:
+                            break  # look at the workers between two files parsed here
+                        continue
+                    if len(busy) >= self._workers:
+                        break
                     limit = self._timeout_s
-                    if path is None:
+                    if held is None:
                         if not retry:
                             break
-                        path, limit = retry.pop(0), self._timeout_s * RETRY_FACTOR
-                    worker = self._assign(path, limit)
+                        job, limit = retry.pop(0), self._timeout_s * RETRY_FACTOR
+                    else:
+                        job, held = held, None
+                    worker = self._assign(job, limit)
                     busy[worker.conn] = worker
                 if not busy:
                     return
                 timeout = max(0.0, min(worker.deadline for worker in busy.values()) - time.monotonic())
+                if inlined:
+                    timeout = 0.0  # only what is there: more files to parse here may be waiting
                 if stop is not None:
                     timeout = min(timeout, STOP_POLL_S)
                 # (wait() gives back some of the connections it was given)

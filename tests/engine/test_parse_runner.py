@@ -217,3 +217,23 @@ def test_rejects_bad_arguments():
         ParseRunner(workers=1, timeout_s=0, max_bytes=MAX)
     with pytest.raises(ModuleNotFoundError):
         ParseRunner(workers=1, timeout_s=1.0, max_bytes=MAX, parse_fn="no.such.module:parse")
+
+
+def test_files_parsed_inline_start_no_worker_and_a_grown_one_goes_to_a_worker(tmp_path, children):
+    from engine.parse.runner import INLINE_MAX_BYTES
+
+    small = [tmp_path / f"note{i}.txt" for i in range(5)]
+    for i, path in enumerate(small):
+        path.write_text(f"note number {i}")
+    with ParseRunner(workers=2, timeout_s=30, max_bytes=MAX) as runner:
+        results = dict(runner.map([str(p) for p in small], inline=lambda job: True))
+        assert not children() and not runner._idle, "no worker started for files read here"
+        assert [results[str(p)].pages[0].text for p in small] == [f"note number {i}" for i in range(5)]
+        # listed small, grown since: read no further than INLINE_MAX_BYTES here, then by a worker
+        grown = tmp_path / "grown.txt"
+        grown.write_text("word " * (INLINE_MAX_BYTES // 4))
+        [(path, result)] = list(runner.map([str(grown)], inline=lambda job: True))
+        assert path == str(grown) and status(result) == "indexed" and len(runner._idle) == 1
+        # inline files keep coming while a worker is busy with a slow one
+        order = [p for p, _ in runner.map([str(grown), *map(str, small)], inline=lambda job: job.endswith("0.txt"))]
+        assert order[0] == str(small[0]) and sorted(order) == sorted([str(grown), *map(str, small)])

@@ -373,11 +373,12 @@ def test_the_service_keeps_its_parse_workers_between_batches_at_low_priority(mak
     base = os.getpriority(os.PRIO_PROCESS, 0)
     service = start_service(engine, low_priority=True, **FAST)
     try:
-        write(docs / "one.txt", "first batch")
-        assert wait_for(lambda: str(docs / "one.txt") in engine.catalog.files(), timeout=60)
+        # HTML: parsed in a worker (small plain text is read in the indexing process)
+        write(docs / "one.html", "<p>first batch</p>")
+        assert wait_for(lambda: str(docs / "one.html") in engine.catalog.files(), timeout=60)
         runner = service._runner
-        write(docs / "two.txt", "second batch")
-        assert wait_for(lambda: str(docs / "two.txt") in engine.catalog.files(), timeout=60)
+        write(docs / "two.html", "<p>second batch</p>")
+        assert wait_for(lambda: str(docs / "two.html") in engine.catalog.files(), timeout=60)
         assert runner is not None and service._runner is runner
         if sys.platform.startswith("linux"):
             # The indexing thread and the workers it started yield the CPU; the caller's thread does not.
