@@ -74,17 +74,25 @@ def _windows(text: str, offsets: Sequence[tuple[int, int]], max_tokens: int,
              overlap: int) -> Iterable[tuple[int, int]]:
     """Token index ranges [s, e) of the windows over one block."""
     n = len(offsets)
-    strength = [0] * (n + 1)  # strength[i]: how good a cut before token i is
-    for i in range(1, n):
-        strength[i] = _boundary_strength(text, offsets[i - 1][1], offsets[i][0])
-    strength[n] = 3
+    if n <= max_tokens:  # one window (most notes, mails and abstracts): no cut to look for
+        if n:
+            yield 0, n
+        return
+    known: dict[int, int] = {n: 3}
+
+    def strength(i: int) -> int:
+        """How good a cut before token i is; only the tokens near a cut are ever asked."""
+        if i not in known:
+            known[i] = _boundary_strength(text, offsets[i - 1][1], offsets[i][0]) if i > 0 else 0
+        return known[i]
+
     s = 0
     while s < n:
         e = min(s + max_tokens, n)
         if e < n:
             lo = s + max_tokens // 2
-            best = max(range(lo, e + 1), key=lambda i: (strength[i], i))
-            if strength[best] > 0:
+            best = max(range(lo, e + 1), key=lambda i: (strength(i), i))
+            if strength(best) > 0:
                 e = best
         yield s, e
         if e >= n:
@@ -93,5 +101,5 @@ def _windows(text: str, offsets: Sequence[tuple[int, int]], max_tokens: int,
         # point if one is within reach, so a passage never begins mid-sentence when avoidable.
         target = e - overlap
         lo = max(e - 2 * overlap, s + 1)
-        starts = [i for i in range(lo, e) if strength[i] > 0]
+        starts = [i for i in range(lo, e) if strength(i) > 0]
         s = min(starts, key=lambda i: (abs(i - target), -i)) if starts else max(target, s + 1)

@@ -31,3 +31,13 @@ def test_the_prepared_int8_model_is_the_default_and_searches(prepared_int8, home
         assert engine.search("when do I pay the landlord", limit=1)[0].path.endswith("lease.txt")
     finally:
         engine.close()
+
+
+def test_padding_to_a_multiple_of_eight_leaves_the_vectors_as_each_text_alone(prepared_int8):
+    e = SentenceTransformerEmbedder(device="cpu")
+    e.warm_up()  # also prepares the query model at each padded length
+    texts = ["short", "a somewhat longer passage about supersonic flow over a flat plate", "x " * 40]
+    together = e.embed_documents(texts)
+    alone = np.stack([e.embed_documents([t])[0] for t in texts])
+    assert np.allclose(together, alone, atol=1e-4)
+    assert float(e.embed_query(texts[1]) @ together[1]) > 0.98
