@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import zipfile
 from collections.abc import Callable
@@ -11,18 +12,7 @@ from typing import BinaryIO
 from xml.etree.ElementTree import ParseError as XMLParseError
 
 from engine.errors import ParseError
-from engine.parse import (
-    epub,
-    excel,
-    guard,
-    htmltext,
-    mail,
-    opendocument,
-    pdf,
-    powerpoint,
-    text,
-    word,
-)
+from engine.parse import guard, text
 from engine.parse.source import ParseJob, Unchanged, file_digest, open_scanned
 from engine.types import FileStatus, Page, ParsedFile, human_size
 
@@ -33,22 +23,27 @@ __all__ = ["SUPPORTED_SUFFIXES", "ParseJob", "Unchanged", "kind_for", "parse"]
 class _Format:
     kind: str                                   # family name stored with the file
     label: str                                  # how reasons name it to a person
-    read: Callable[[BinaryIO], tuple[Page, ...]]
+    module: str                                 # engine.parse.<module>.read reads it
     suffixes: frozenset[str]
     zipped: bool = False                        # a zip container: bomb-check it first
 
+    def read(self, f: BinaryIO) -> tuple[Page, ...]:
+        # Imported at the first file of its kind: a parse worker starts without the libraries of
+        # kinds it never meets (python-pptx, openpyxl, … cost ~0.3 s of processor time a worker).
+        reader: Callable[[BinaryIO], tuple[Page, ...]] = importlib.import_module(f"engine.parse.{self.module}").read
+        return reader(f)
+
 
 _FORMATS = (
-    _Format("text", "text file", text.read, text.SUFFIXES),
-    _Format("html", "HTML page", htmltext.read, frozenset({".html", ".htm", ".xhtml"})),
-    _Format("pdf", "PDF", pdf.read, frozenset({".pdf"})),
-    _Format("docx", "Word document", word.read, frozenset({".docx"}), zipped=True),
-    _Format("pptx", "PowerPoint presentation", powerpoint.read, frozenset({".pptx"}), zipped=True),
-    _Format("xlsx", "Excel workbook", excel.read, frozenset({".xlsx", ".xlsm"}), zipped=True),
-    _Format("odf", "OpenDocument file", opendocument.read,
-            frozenset({".odt", ".ods", ".odp"}), zipped=True),
-    _Format("epub", "EPUB e-book", epub.read, frozenset({".epub"}), zipped=True),
-    _Format("email", "email", mail.read, frozenset({".eml"})),
+    _Format("text", "text file", "text", text.SUFFIXES),
+    _Format("html", "HTML page", "htmltext", frozenset({".html", ".htm", ".xhtml"})),
+    _Format("pdf", "PDF", "pdf", frozenset({".pdf"})),
+    _Format("docx", "Word document", "word", frozenset({".docx"}), zipped=True),
+    _Format("pptx", "PowerPoint presentation", "powerpoint", frozenset({".pptx"}), zipped=True),
+    _Format("xlsx", "Excel workbook", "excel", frozenset({".xlsx", ".xlsm"}), zipped=True),
+    _Format("odf", "OpenDocument file", "opendocument", frozenset({".odt", ".ods", ".odp"}), zipped=True),
+    _Format("epub", "EPUB e-book", "epub", frozenset({".epub"}), zipped=True),
+    _Format("email", "email", "mail", frozenset({".eml"})),
 )
 _REGISTRY: dict[str, _Format] = {suffix: f for f in _FORMATS for suffix in f.suffixes}
 

@@ -15,8 +15,6 @@ import re
 import traceback
 from typing import BinaryIO
 
-from pypdf import PasswordType, PdfReader
-
 from engine.errors import ParseError
 from engine.types import FileStatus, Page
 
@@ -77,6 +75,8 @@ def _clean(text: str) -> str:
 
 
 def _read_pypdf(f: BinaryIO) -> tuple[Page, ...]:
+    from pypdf import PasswordType, PdfReader  # only for what PDFium cannot read: a worker seldom loads it
+
     try:
         reader = PdfReader(f)
     except NotImplementedError as exc:
