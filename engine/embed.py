@@ -242,14 +242,20 @@ class SentenceTransformerEmbedder:
                 log.warning("the int8 model in %s does not run here (%s); using torch", folder, exc)
         return None
 
+    def _int8_applies(self) -> bool:
+        """The automatic backend on an x86 CPU: where a checked int8 model is what runs."""
+        return (self._backend_pref == "auto" and self._precision_pref in ("auto", "int8") and int8_runs_here()
+                and pick_device(self._device_pref) == "cpu")
+
     def int8_pending(self) -> bool:
         """Whether `prepare_int8` would change how this model runs: the automatic backend on an x86
         CPU, with no checked int8 model yet."""
-        if self._backend_pref != "auto" or self._precision_pref not in ("auto", "int8") or not int8_runs_here():
-            return False
-        if pick_device(self._device_pref) != "cpu":
-            return False
-        return all(int8_check_problem(folder, self._base_id) for folder in self._int8_dirs())
+        return self._int8_applies() and all(int8_check_problem(folder, self._base_id) for folder in self._int8_dirs())
+
+    def int8_expected(self) -> bool:
+        """Whether the int8 model should be what runs: it applies here and a checked one is there
+        (the self-test fails when OpenVINO then cannot run it)."""
+        return self._int8_applies() and not all(int8_check_problem(folder, self._base_id) for folder in self._int8_dirs())
 
     def prepare_int8(self, into: str | os.PathLike | None = None) -> dict[str, Any]:
         """Convert the model for OpenVINO, quantize it to int8 with NNCF (each in a process of its

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from engine.embed import Embedder
+from engine.embed import Embedder, SentenceTransformerEmbedder
 from engine.errors import SiftError
 from engine.paths import resolve_paths, samples_dir
 
@@ -183,6 +183,12 @@ def _index_and_search(report: SelfTestReport, tmp: Path, *, samples: Path, files
                           f"{engine.embedder.model_id} in {time.perf_counter() - t0:.1f} s"
                           + (f"; could not index {why}" if why else ""), out):
             return
+        used = engine.embedder
+        if isinstance(used, SentenceTransformerEmbedder) and used.int8_expected():
+            if not report.add(used.backend == "openvino", "the prepared int8 model runs (OpenVINO)" if used.backend == "openvino"
+                              else "the prepared int8 model is here but does not run (the warning above says why); "
+                                   "torch runs instead", out):
+                return
         t0 = time.perf_counter()
         hits = engine.search(query, limit=5)
         found = [f"{os.path.basename(h.path)} p.{h.page}" for h in hits]

@@ -41,3 +41,21 @@ def test_padding_to_a_multiple_of_eight_leaves_the_vectors_as_each_text_alone(pr
     alone = np.stack([e.embed_documents([t])[0] for t in texts])
     assert np.allclose(together, alone, atol=1e-4)
     assert float(e.embed_query(texts[1]) @ together[1]) > 0.98
+
+
+def test_the_self_test_says_the_prepared_int8_model_runs_and_fails_when_it_cannot(prepared_int8, monkeypatch):
+    """The frozen app once lacked OpenVINO's CPU plugin: the self-test passed on torch, silently."""
+    from engine import embed, selftest
+
+    lines: list[str] = []
+    assert selftest.run_self_test(embedder=SentenceTransformerEmbedder(device="cpu"), out=lines.append).ok, lines
+    assert "ok   the prepared int8 model runs (OpenVINO)" in lines
+
+    def no_cpu_plugin(*args, **kwargs):
+        raise RuntimeError('Device with "CPU" name is not registered in the OpenVINO Runtime')
+
+    monkeypatch.setattr(embed, "_OpenVINOModel", no_cpu_plugin)
+    lines.clear()
+    report = selftest.run_self_test(embedder=SentenceTransformerEmbedder(device="cpu"), out=lines.append)
+    assert not report.ok
+    assert any(line.startswith("FAIL ") and "does not run" in line for line in lines), lines
