@@ -12,6 +12,7 @@ re-indexes the unchanged folder (0 chunks should be embedded) and reports files/
     python bench/indexing.py --short 3000 --beir ../shared/data/ir/cranfield --beir ../shared/data/ir/cisi
                                                               # 3,000 one-chunk notes of real sentences
     python bench/indexing.py --synthetic 200 --fake           # pipeline only (hashing embedder)
+    python bench/indexing.py --short 3000 --beir … --cpu      # also processor seconds per thread
 
 The model is loaded and warmed up before the clock starts; its load time is reported apart.
 With --json only the JSON object goes to stdout (the table goes to stderr); --out writes it too.
@@ -20,12 +21,15 @@ With --json only the JSON object goes to stdout (the table goes to stderr); --ou
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import random
+import re
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -116,8 +120,54 @@ def chunk_texts(engine) -> list[str]:
     return [rows[i].text for i in ids]
 
 
+class ThreadCPU:
+    """Processor seconds per thread of this process while it runs (Linux: /proc/self/task, read
+    every 50 ms so threads that end before it does are counted too), and of its children that
+    ended meanwhile (the parse workers). Threads Python did not start (the model's) are "native"."""
+
+    def __init__(self) -> None:
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._last: dict[int, tuple[str, float]] = {}
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, name="bench-cpu-sampler", daemon=True)
+
+    def _read(self) -> dict[int, tuple[str, float]]:
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+            out[int(tid)] = (names.get(int(tid), "native"), (int(fields[11]) + int(fields[12])) / self._tick)
+        return out
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.05):
+            self._last.update(self._read())
+
+    def __enter__(self) -> "ThreadCPU":
+        self._start, self._children = self._read(), os.times()
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._sampler.join()
+        self._last.update(self._read())
+        after = os.times()
+        by: dict[str, float] = {}
+        for tid, (name, cpu) in self._last.items():
+            name = re.sub(r"_\d+$", "", name)  # sift-embed_0 → sift-embed
+            by[name] = by.get(name, 0.0) + cpu - self._start.get(tid, (name, 0.0))[1]
+        by.pop(self._sampler.name, None)
+        by["parse worker processes"] = (after.children_user + after.children_system
+                                        - self._children.children_user - self._children.children_system)
+        self.seconds = {k: round(v, 2) for k, v in sorted(by.items(), key=lambda kv: -kv[1]) if v >= 0.01}
+
+
 def run(folder: Path, *, backend: str, precision: str, workers: int, batch_size: int, threads: int,
-        fake: bool, reindex: bool = True, home: Path | None = None, raw_passes: int = 2) -> dict:
+        fake: bool, reindex: bool = True, home: Path | None = None, raw_passes: int = 2, cpu: bool = False) -> dict:
     from engine.embed import FakeEmbedder
     from engine.engine import Engine
 
@@ -138,7 +188,8 @@ def run(folder: Path, *, backend: str, precision: str, workers: int, batch_size:
         load_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        report = engine.index()
+        with ThreadCPU() if cpu else contextlib.nullcontext() as threads_cpu:
+            report = engine.index()
         index_s = time.perf_counter() - t0
         texts = chunk_texts(engine)
 
@@ -165,6 +216,8 @@ def run(folder: Path, *, backend: str, precision: str, workers: int, batch_size:
             "raw_model_chunks_per_s": round(len(texts) / raw_s, 2) if raw_s else None,
             "model_load_s": round(load_s, 2),
         }
+        if threads_cpu is not None:
+            out["index_cpu_s"] = threads_cpu.seconds
         out["ratio"] = round(out["chunks_per_s"] / out["raw_model_chunks_per_s"], 3) \
             if out["chunks_per_s"] and out["raw_model_chunks_per_s"] else None
         if texts and not fake:
@@ -200,6 +253,8 @@ def table(r: dict) -> str:
         f"  raw model  : {r['raw_model_chunks_per_s']} chunks/s (same texts, same embedder)",
         f"  ratio      : {r['ratio']}",
     ]
+    if "index_cpu_s" in r:
+        lines.append("  index CPU s: " + ", ".join(f"{k} {v}" for k, v in r["index_cpu_s"].items()))
     if "reindex" in r:
         ri = r["reindex"]
         lines.append(f"  re-index   : {ri['files']:,} files in {ri['s']} s = {ri['files_per_s']} files/s, "
@@ -223,6 +278,8 @@ def main() -> int:
     ap.add_argument("--fake", action="store_true", help="hashing embedder: measures the pipeline alone")
     ap.add_argument("--no-reindex", action="store_true")
     ap.add_argument("--raw-passes", type=int, default=2, help="raw-model passes; the fastest counts (default 2)")
+    ap.add_argument("--cpu", action="store_true",
+                    help="processor seconds of the index pass per thread and of the parse workers (Linux)")
     ap.add_argument("--json", action="store_true", help="print only the JSON object on stdout")
     ap.add_argument("--out", help="also write the JSON object to this file")
     args = ap.parse_args()
@@ -245,7 +302,8 @@ def main() -> int:
             print(f"wrote the documents in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         result = run(folder, backend=args.backend, precision=args.precision, workers=args.workers,
                      batch_size=args.batch_size, threads=args.threads, fake=args.fake,
-                     reindex=not args.no_reindex, home=Path(work) / "home", raw_passes=args.raw_passes)
+                     reindex=not args.no_reindex, home=Path(work) / "home", raw_passes=args.raw_passes,
+                     cpu=args.cpu)
     if args.short:
         result["folder"] = f"{args.short} notes cut from {', '.join(str(b) for b in args.beir)}"
     elif args.beir:
