@@ -145,6 +145,7 @@ def test_the_panel_and_status_bar_follow_a_run_live_and_agree(qtbot, home, docs,
     """Items 5, 6: problems appear in the open panel as their batch commits; the count moves per file read."""
     monkeypatch.setattr(indexer, "BATCH_FILES", 64)
     monkeypatch.setattr(indexer, "BATCH_SECONDS", 600.0)  # batches close by count only, however slow the machine
+    monkeypatch.setattr(indexer, "FIRST_BATCH_CHUNKS", indexer.BATCH_CHUNKS)  # and the first one too
     (docs / "a-broken.docx").write_bytes(b"this is not a zip file at all")
     for i in range(70):
         write(docs / f"note-{i:02d}.txt", f"Note {i}: the quarterly report for region {i} is due on Friday.")

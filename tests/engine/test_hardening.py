@@ -68,7 +68,8 @@ def test_a_full_catalog_stops_indexing_with_a_clear_error_and_resumes(make_engin
     with reopened.catalog.transaction() as conn:
         conn.execute("PRAGMA max_page_count = 1073741823")  # space freed
     report = reopened.index()
-    assert report.added + len(files_before) == len(reopened.catalog.files()) == 212
+    # the batches that committed before the disk filled count as unchanged now
+    assert report.added + report.unchanged == len(reopened.catalog.files()) == 212 and report.failed == 0
     assert set(reopened.vectors().keys().tolist()) == set(reopened.catalog.chunk_ids().tolist())
 
 
