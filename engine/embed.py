@@ -548,7 +548,11 @@ class _OpenVINOModel:
         self._queries = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
                                                           "INFERENCE_NUM_THREADS": QUERY_THREADS})
         self._doc_requests = ov.AsyncInferQueue(self._docs, int(self._docs.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
-        self._doc_requests.set_callback(self._pool_output)
+        # Neither the callback nor what it is given refers to this object: the queue keeps each
+        # request's last userdata, and a way back to self would be a cycle the collector cannot
+        # see through OpenVINO, so no compiled model would ever be freed (~280 MB each: a
+        # fine-tune's candidate mixes piled up to 6 GB).
+        self._doc_requests.set_callback(_pool_into)
         self._query_request = self._queries.create_infer_request()
         self._query_lock = threading.Lock()
         self._inputs = {port.get_any_name() for port in graph.inputs}
@@ -569,21 +573,6 @@ class _OpenVINOModel:
         return self._st.tokenizer(list(texts), padding=True, truncation=True, max_length=self._max_length,
                                   pad_to_multiple_of=self._pad_multiple, return_tensors="np")
 
-    def _pool(self, hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        import torch
-
-        state = {"token_embeddings": torch.from_numpy(np.asarray(hidden, dtype=np.float32)),
-                 "attention_mask": torch.from_numpy(attention_mask)}
-        with torch.inference_mode():
-            for module in self._modules:
-                state = module(state)
-        return state["sentence_embedding"].float().numpy()
-
-    def _pool_output(self, request, slot: tuple[list, int, np.ndarray]) -> None:
-        """A document batch finished (an OpenVINO thread): its vectors, while its buffer is current."""
-        results, i, attention_mask = slot
-        results[i] = self._pool(request.get_output_tensor(0).data, attention_mask)
-
     def encode(self, batches: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Vectors of each batch, the batches run side by side on the document model's streams;
         a batch is tokenized while the ones before it run."""
@@ -591,7 +580,7 @@ class _OpenVINOModel:
         for i, texts in enumerate(batches):
             features = self._features(texts)
             self._doc_requests.start_async({k: v for k, v in features.items() if k in self._inputs},
-                                           (results, i, features["attention_mask"]))
+                                           (self._modules, results, i, features["attention_mask"]))
         self._doc_requests.wait_all()
         if any(r is None for r in results):
             raise ModelError("OpenVINO returned no vectors for a batch of passages")
@@ -601,7 +590,7 @@ class _OpenVINOModel:
         with self._query_lock:
             features = self._features([text])
             hidden = self._query_request.infer({k: v for k, v in features.items() if k in self._inputs})[0]
-            return self._pool(hidden, features["attention_mask"])[0]
+            return _pool(self._modules, hidden, features["attention_mask"])[0]
 
     def warm_up_queries(self, max_tokens: int = QUERY_WARM_TOKENS) -> None:
         """Run the query model once at each padded length a typed query has: the first query of
@@ -613,6 +602,25 @@ class _OpenVINOModel:
                 ones = np.ones((1, length), dtype=np.int64)
                 feed = {"input_ids": ones, "attention_mask": ones, "token_type_ids": np.zeros_like(ones)}
                 self._query_request.infer({k: v for k, v in feed.items() if k in self._inputs})
+
+
+def _pool(modules: Sequence[Any], hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """Sentence vectors from the transformer's output, by the SentenceTransformer's own pooling and
+    normalization modules."""
+    import torch
+
+    state = {"token_embeddings": torch.from_numpy(np.asarray(hidden, dtype=np.float32)),
+             "attention_mask": torch.from_numpy(attention_mask)}
+    with torch.inference_mode():
+        for module in modules:
+            state = module(state)
+    return state["sentence_embedding"].float().numpy()
+
+
+def _pool_into(request, slot: tuple[Sequence[Any], list, int, np.ndarray]) -> None:
+    """A document batch finished (an OpenVINO thread): its vectors, while its buffer is current."""
+    modules, results, i, attention_mask = slot
+    results[i] = _pool(modules, request.get_output_tensor(0).data, attention_mask)
 
 
 # The automatic backend's int8 model: where it is, and what its check demands. Measured on the

@@ -59,3 +59,24 @@ def test_the_self_test_says_the_prepared_int8_model_runs_and_fails_when_it_canno
     report = selftest.run_self_test(embedder=SentenceTransformerEmbedder(device="cpu"), out=lines.append)
     assert not report.ok
     assert any(line.startswith("FAIL ") and "does not run" in line for line in lines), lines
+
+
+
+def test_a_compiled_model_is_freed_once_unused(prepared_int8):
+    """A fine-tune compiles a model per candidate mix: each must go when nothing uses it (a
+    reference from OpenVINO's request queue back to it once kept ~280 MB per candidate)."""
+    import gc
+    import weakref
+
+    from engine import embed
+
+    e = SentenceTransformerEmbedder(device="cpu")
+    e.embed_documents(["warm"])  # loaded: the tokenizer and pooling modules to attach
+    compiled = embed._OpenVINOModel(prepared_int8 / embed._safe_name(e._base_id) / "model-int8.xml", precision="int8")
+    compiled.attach(e.model)
+    vectors = compiled.encode([["the rent is due on the first", "laminar flow over a flat plate"]] * 4)
+    assert len(vectors) == 4 and vectors[0].shape == (2, e.ndim)
+    gone = weakref.ref(compiled)
+    del compiled
+    gc.collect()
+    assert gone() is None
