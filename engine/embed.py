@@ -465,15 +465,25 @@ def _no_collector_pauses() -> Iterator[None]:
     Importing torch, transformers and sentence-transformers makes millions of objects, and a full
     collection among them runs for a few hundred ms in C with the GIL held: the desktop's GUI
     thread froze that long while the model warmed up on a worker thread. Frozen objects are
-    never scanned again, so later full collections stay short as well."""
+    never scanned again, so later full collections stay short as well.
+
+    Only the first load freezes: a frozen cycle is never freed, and what a load leaves includes
+    cycles through the loading frames and the embedder itself. Frozen at every load, each
+    fine-tune candidate's embedder (~100 MB) stayed for good; later loads import nothing new."""
+    global _FROZEN
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if not _FROZEN:
+            gc.freeze()
+            _FROZEN = True
         if enabled:
             gc.enable()
+
+
+_FROZEN = False  # whether _no_collector_pauses has frozen the ML stack's objects in this process
 
 
 CPU_BATCH = 16   # chunks per forward pass on a CPU: throughput is flat past ~8, and a query waits for one

@@ -177,9 +177,11 @@ def test_embed_documents_returns_rows_in_input_order(monkeypatch):
     assert e.embed_documents(texts)[:, 0].tolist() == [3, 1, 5, 2, 4]
 
 
-def test_loading_the_model_pauses_the_garbage_collector_and_freezes_what_loaded():
+def test_loading_the_model_pauses_the_garbage_collector_and_freezes_what_loaded(monkeypatch):
     """A full collection over torch's millions of objects held the GIL for a few hundred ms,
-    freezing the desktop's GUI thread while the model warmed up on a worker thread."""
+    freezing the desktop's GUI thread while the model warmed up on a worker thread. Only the
+    first load freezes: frozen cycles are never freed, and later loads import nothing new."""
+    monkeypatch.setattr(embed, "_FROZEN", False)  # this process's first load
     assert gc.isenabled()
     frozen = gc.get_freeze_count()
     try:
@@ -188,6 +190,12 @@ def test_loading_the_model_pauses_the_garbage_collector_and_freezes_what_loaded(
             loaded = [[i] for i in range(1000)]  # stands in for what the imports create
         assert gc.isenabled(), "collection is back on afterwards"
         assert gc.get_freeze_count() >= frozen + len(loaded), "and never scans what loaded again"
+        frozen = gc.get_freeze_count()
+        with embed._no_collector_pauses():
+            assert not gc.isenabled()
+            later = [[i] for i in range(1000)]
+        assert gc.isenabled() and gc.get_freeze_count() == frozen, "a later load freezes nothing"
+        assert len(later) == 1000
     finally:
         gc.unfreeze()
         gc.enable()

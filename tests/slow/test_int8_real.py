@@ -80,3 +80,20 @@ def test_a_compiled_model_is_freed_once_unused(prepared_int8):
     del compiled
     gc.collect()
     assert gone() is None
+
+
+def test_an_embedder_loaded_after_the_first_is_freed_once_unused(prepared_int8):
+    """Each fine-tune candidate loads an embedder of its own; the first load freezes the ML
+    stack's objects for the collector (engine.embed._no_collector_pauses), later ones must not,
+    or every candidate's model (~100 MB) stays for good."""
+    import gc
+    import weakref
+
+    SentenceTransformerEmbedder(device="cpu").embed_documents(["the first load of this process, or not"])
+    for backend in ("auto", "torch"):
+        e = SentenceTransformerEmbedder(device="cpu", backend=backend)
+        e.embed_documents(["the rent is due on the first", "laminar flow over a flat plate"] * 4)
+        gone = weakref.ref(e)
+        del e
+        gc.collect()
+        assert gone() is None, backend
