@@ -247,15 +247,19 @@ class SentenceTransformerEmbedder:
         return (self._backend_pref == "auto" and self._precision_pref in ("auto", "int8") and int8_runs_here()
                 and pick_device(self._device_pref) == "cpu")
 
+    def _int8_checked(self) -> bool:
+        """A checked int8 model of these weights is there, unchanged since its check."""
+        return any(not int8_check_problem(folder, self._base_id) for folder in self._int8_dirs())
+
     def int8_pending(self) -> bool:
         """Whether `prepare_int8` would change how this model runs: the automatic backend on an x86
         CPU, with no checked int8 model yet."""
-        return self._int8_applies() and all(int8_check_problem(folder, self._base_id) for folder in self._int8_dirs())
+        return self._int8_applies() and not self._int8_checked()
 
     def int8_expected(self) -> bool:
         """Whether the int8 model should be what runs: it applies here and a checked one is there
         (the self-test fails when OpenVINO then cannot run it)."""
-        return self._int8_applies() and not all(int8_check_problem(folder, self._base_id) for folder in self._int8_dirs())
+        return self._int8_applies() and self._int8_checked()
 
     def prepare_int8(self, into: str | os.PathLike | None = None) -> dict[str, Any]:
         """Convert the model for OpenVINO, quantize it to int8 with NNCF (each in a process of its
@@ -423,15 +427,16 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.ndim), dtype=np.float32)
         model = self.model
-        # Length-sorted batches pad little; the lock is taken per batch, not for the whole
-        # list, so a query typed while indexing waits for one batch at most.
+        # Length-sorted batches pad little.
         out = np.empty((len(texts), self.ndim), dtype=np.float32)
         parts = length_sorted_batches(texts, self.batch_size)
-        if self._openvino is not None:  # its queries have a model of their own: no wait for this lock
+        if self._openvino is not None:  # all at once: its queries have a model of their own, no wait for this lock
             with self._use_lock:
                 for part, vectors in zip(parts, self._openvino.encode([[texts[i] for i in p] for p in parts])):
                     out[part] = vectors
             return out
+        # torch: the lock is taken per batch, not for the whole list, so a query typed while
+        # indexing waits for one batch at most.
         for part in parts:
             batch = [texts[i] for i in part]
             with self._use_lock, self._precision_context():
@@ -579,18 +584,19 @@ class _OpenVINOModel:
         # never padded past the model's limit
         self._pad_multiple = PAD_MULTIPLE if self._max_length % PAD_MULTIPLE == 0 else None
 
-    def _features(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        return self._st.tokenizer(list(texts), padding=True, truncation=True, max_length=self._max_length,
-                                  pad_to_multiple_of=self._pad_multiple, return_tensors="np")
+    def _tokenized(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The model's inputs for the texts, and their attention mask (for pooling)."""
+        features = self._st.tokenizer(list(texts), padding=True, truncation=True, max_length=self._max_length,
+                                      pad_to_multiple_of=self._pad_multiple, return_tensors="np")
+        return {k: v for k, v in features.items() if k in self._inputs}, features["attention_mask"]
 
     def encode(self, batches: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Vectors of each batch, the batches run side by side on the document model's streams;
         a batch is tokenized while the ones before it run."""
         results: list[Any] = [None] * len(batches)
         for i, texts in enumerate(batches):
-            features = self._features(texts)
-            self._doc_requests.start_async({k: v for k, v in features.items() if k in self._inputs},
-                                           (self._modules, results, i, features["attention_mask"]))
+            feed, attention_mask = self._tokenized(texts)
+            self._doc_requests.start_async(feed, (self._modules, results, i, attention_mask))
         self._doc_requests.wait_all()
         if any(r is None for r in results):
             raise ModelError("OpenVINO returned no vectors for a batch of passages")
@@ -598,9 +604,8 @@ class _OpenVINOModel:
 
     def encode_query(self, text: str) -> np.ndarray:
         with self._query_lock:
-            features = self._features([text])
-            hidden = self._query_request.infer({k: v for k, v in features.items() if k in self._inputs})[0]
-            return _pool(self._modules, hidden, features["attention_mask"])[0]
+            feed, attention_mask = self._tokenized([text])
+            return _pool(self._modules, self._query_request.infer(feed)[0], attention_mask)[0]
 
     def warm_up_queries(self, max_tokens: int = QUERY_WARM_TOKENS) -> None:
         """Run the query model once at each padded length a typed query has: the first query of

@@ -185,9 +185,10 @@ def _index_and_search(report: SelfTestReport, tmp: Path, *, samples: Path, files
             return
         used = engine.embedder
         if isinstance(used, SentenceTransformerEmbedder) and used.int8_expected():
-            if not report.add(used.backend == "openvino", "the prepared int8 model runs (OpenVINO)" if used.backend == "openvino"
-                              else "the prepared int8 model is here but does not run (the warning above says why); "
-                                   "torch runs instead", out):
+            runs = used.backend == "openvino"
+            if not report.add(runs, "the prepared int8 model runs (OpenVINO)" if runs else
+                              "the prepared int8 model is here but does not run (the warning above says why); "
+                              "torch runs instead", out):
                 return
         t0 = time.perf_counter()
         hits = engine.search(query, limit=5)
