@@ -301,6 +301,14 @@ class Engine:
             self._spare = (value, embedder)
         return embedder
 
+    def release_embedder(self, value: str) -> None:
+        """Let go of the model for a setting that is not serving (a refused fine-tune candidate),
+        so its memory can go back; it loads again if asked for."""
+        value = model_value(value)
+        with self._embedder_lock:
+            if self._spare is not None and model_value(self._spare[0]) == value:
+                self._spare = None
+
     def prepare_model(self, value: str, *, on_progress: Callable[[int, int], None] | None = None,
                       cancel: threading.Event | None = None) -> VectorIndex:
         """Embed every chunk text the model has no vector for and build and save its index, while

@@ -124,6 +124,7 @@ class _Candidate:
     passed: bool
     why: str
     mix: float = 1.0        # the share of the trained weights (the rest the base model's)
+    model_id: str = ""      # its bi-encoder's, once loaded (a reranker has none)
 
 
 class _Run:
@@ -149,13 +150,13 @@ class _Run:
             settings = resolve_settings(self.options, pick_device(self.config.device), workroot)
             rows_all, rows = self.mining(settings)
             emb_partial = self.training(rows, settings)
-            emb, embedder, index = self.mixing(self.publish_embedder(emb_partial, before), before)
-            kept = (embedder, index) if emb.passed else (self.engine.embedder, self.engine.vectors())
+            emb, kept = self.mixing(self.publish_embedder(emb_partial, before), before)
             kept_metrics = emb.metrics if emb.passed else before
             rr = self.reranker(rows_all, settings, kept, kept_metrics) if self.options.train_reranker else None
+            del kept
         finally:
             shutil.rmtree(workroot, ignore_errors=True)
-        return self.result(before, emb, embedder, rr)
+        return self.result(before, emb, rr)
 
     # -- the stages ---------------------------------------------------------------------------
 
@@ -244,12 +245,16 @@ class _Run:
                          heldout_queries=len(self.queries))
         return _Candidate(self.candidates.publish(partial, card), card, before, False, "")
 
-    def mixing(self, trained: _Candidate, before: Metrics) -> tuple[_Candidate, Embedder, VectorIndex]:
+    def mixing(self, trained: _Candidate, before: Metrics) -> tuple[_Candidate, tuple[Embedder, VectorIndex]]:
         """The trained weights mixed with the base model's, w = a·trained + (1 − a)·base for each a
         of MIX_GRID, each embedded and measured on the held-out searches; the best (pipeline
         nDCG@10) is gated, the others removed. A mix keeps much of what the clicks taught while
         forgetting less of what the base model knew (weight-space ensembling, as in WiSE-FT).
-        Without enough held-out searches to choose on, the trained weights alone are measured."""
+        Without enough held-out searches to choose on, the trained weights alone are measured.
+
+        Returns the gated mix and the bi-encoder the reranker is to be measured over: the mix's
+        when it passed, else the serving one. Only the best mix so far stays loaded (a model with
+        its compiled int8 copies holds ~350 MB)."""
         grid = MIX_GRID if self.measurable else (1.0,)
         base_folder, _ = resolve_model(self.config.model)
         parent = embedders_dir(self.engine.paths)
@@ -265,29 +270,34 @@ class _Run:
             candidate.mix = alpha
             label = f" (mix {n} of {len(grid)})" if len(grid) > 1 else ""
             embedder, index = self.embedding(candidate.folder, label)
-            if candidate is trained:
-                trained_pair = (embedder, index)
+            candidate.model_id = embedder.model_id
             self.evaluate_embedder(candidate, embedder, index, before, label)
             self.mixes[alpha] = candidate.metrics
             if best is None or candidate.metrics.pipeline["ndcg@10"] > best[0].metrics.pipeline["ndcg@10"]:
-                loser, best = best, (candidate, embedder, index)
+                loser, best = (best[0] if best is not None else None), (candidate, embedder, index)
             else:
-                loser = (candidate, embedder, index)
-            if loser is not None and loser[0] is not trained:
-                self._discard(loser, best)
+                loser = candidate
+            del embedder, index
+            if loser is not None:
+                self._release(loser, best[0], discard=loser is not trained)
         assert best is not None
-        if best[0] is not trained:  # every mix is made from the trained weights: they go last
-            self._discard((trained, *trained_pair), best)
         emb = best[0]
+        if emb is not trained:  # every mix is made from the trained weights: they go last
+            self._release(trained, emb, discard=True)
         emb.passed, emb.why = gate(before, emb.metrics) if self.measurable else (False, "")
         if emb.mix < 1.0:
             emb.why += f" (the trained weights mixed {emb.mix:.0%} into the base model's)"
-        return best
+        if emb.passed:
+            return emb, best[1:]
+        self._release(emb, None, discard=False)  # removed with its vectors once the verdict is out
+        return emb, (self.engine.embedder, self.engine.vectors())
 
-    def _discard(self, loser: tuple[_Candidate, Embedder, VectorIndex], kept: tuple[_Candidate, Embedder, VectorIndex]) -> None:
-        """A mix that lost: its folder goes, and its vectors too unless the kept mix shares its model id."""
-        same = loser[1].model_id == kept[1].model_id
-        self.candidates.discard(loser[0].folder, None if same else loser[1])
+    def _release(self, mix: _Candidate, kept: _Candidate | None, *, discard: bool) -> None:
+        """Let go of a mix's model; with `discard` its folder goes too, and its vectors unless the
+        kept mix shares its model id."""
+        self.engine.release_embedder(str(mix.folder))
+        if discard:
+            self.candidates.discard(mix.folder, None if kept is not None and mix.model_id == kept.model_id else mix.model_id)
 
     def embedding(self, folder: Path, label: str = "") -> tuple[Embedder, VectorIndex]:
         """Every passage embedded with the new model, into its own index, while the old one serves."""
@@ -337,7 +347,7 @@ class _Run:
         save_card(folder, dataclasses.replace(card, after=metrics.as_dict()))
         return _Candidate(folder, card, metrics, passed, why)
 
-    def result(self, before: Metrics, emb: _Candidate, embedder: Embedder, rr: _Candidate | None) -> FinetuneResult:
+    def result(self, before: Metrics, emb: _Candidate, rr: _Candidate | None) -> FinetuneResult:
         """The verdict; refused candidates removed, the ones that passed left for the user to adopt."""
         # "after" is what would be adopted: a refused model (a reranker trained from a fresh head among
         # them) is scored in `candidates` and `tried` only, and leaves "after" as it was.
@@ -347,7 +357,7 @@ class _Run:
         said = verdict(measurable=self.measurable, heldout=len(self.queries), emb=(emb.passed, emb.why),
                        rr=(rr.passed, rr.why) if rr is not None else None)
         if not emb.passed:
-            self.candidates.discard(emb.folder, embedder)
+            self.candidates.discard(emb.folder, emb.model_id)
         if rr is not None and not rr.passed:
             self.candidates.discard(rr.folder)
         self.candidates.folders.clear()  # what remains is the user's to adopt
@@ -439,12 +449,11 @@ class _Candidates:
         self.folders[self.folders.index(partial)] = final
         return final
 
-    def discard(self, folder: Path, embedder: Embedder | None = None) -> None:
-        """Remove a candidate folder, and the vectors and index file made for it."""
-        serving = {self.engine.embedder.model_id}
-        if embedder is not None and embedder.model_id not in serving:
+    def discard(self, folder: Path, model_id: str | None = None) -> None:
+        """Remove a candidate folder, and the vectors and index file made for its model id."""
+        if model_id and model_id != self.engine.embedder.model_id:
             try:
-                self.engine.store.forget(embedder.model_id)
+                self.engine.store.forget(model_id)
             except (SiftError, OSError) as exc:
                 log.warning("could not forget the vectors of the refused model in %s: %s", folder, exc)
         shutil.rmtree(folder, ignore_errors=True)
@@ -453,13 +462,14 @@ class _Candidates:
 
     def discard_all(self) -> None:
         for folder in list(self.folders):
-            embedder = None
+            model_id = None
             if folder.parent == embedders_dir(self.engine.paths) and folder.is_dir() and not folder.name.startswith("."):
                 try:
-                    embedder = self.engine.embedder_for(str(folder))
+                    model_id = self.engine.embedder_for(str(folder)).model_id
                 except SiftError:
-                    embedder = None
-            self.discard(folder, embedder)
+                    model_id = None
+                self.engine.release_embedder(str(folder))
+            self.discard(folder, model_id)
 
 
 def _remove_stale_partials(engine: Engine) -> None:

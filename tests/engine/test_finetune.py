@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -449,6 +451,44 @@ def test_no_mix_is_offered_when_every_mix_is_worse(engine, small_minimums, train
     assert result.after == result.before
     assert folders(engine) == []
     assert all(engine.catalog.vector_count(f"noise{a}@1") == 0 for a in (1.0, 0.75, 0.5, 0.25))
+
+
+class _LoadedEachTime(dict):
+    """Mixes as the factory gets them: a new model on every load, so only what the run keeps
+    refers to it; each one made is watched."""
+
+    def __init__(self, make) -> None:
+        super().__init__({a: None for a in (1.0, 0.75, 0.5, 0.25)})
+        self.make, self.made = make, []
+
+    def __getitem__(self, alpha):
+        model = self.make(alpha)
+        self.made.append((alpha, weakref.ref(model)))
+        return model
+
+
+class _LoadedWhileRerankerTrains(FakeTrainer):
+    def train_reranker(self, **kwargs):
+        gc.collect()
+        self.loaded = sorted({a for a, ref in self.made.made if ref() is not None})
+        super().train_reranker(**kwargs)
+
+
+@pytest.mark.parametrize("best_passes", [False, True])
+def test_only_the_kept_mix_stays_loaded(engine, small_minimums, trained, best_passes):
+    """Each real mix holds ~350 MB once loaded: while the reranker trains, a refused mix's model
+    is no longer loaded, a mix that passed is (the reranker is measured over it); after the run
+    none is."""
+    click_topics(engine)
+    trained["mixes"] = mixes = _LoadedEachTime(
+        lambda a: VocabEmbedder(f"mix{a}@1", SYNONYMS) if best_passes and a == 0.5 else NoiseEmbedder(model_id=f"noise{a}@1"))
+    trainer = _LoadedWhileRerankerTrains()
+    trainer.made = mixes
+    result = run_finetune(engine, TrainOptions(), trainer=trainer)
+    assert (result.embedder is not None) is best_passes and (result.mix == 0.5) is best_passes
+    assert trainer.loaded == ([0.5] if best_passes else [])
+    gc.collect()
+    assert [a for a, ref in mixes.made if ref() is not None] == []
 
 
 def test_weights_are_interpolated_with_the_base_models(tmp_path):
