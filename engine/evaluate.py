@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,6 +25,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from engine import learn
 from engine.config import Config
 from engine.embed import Embedder
 from engine.engine import Engine
@@ -37,6 +39,12 @@ from engine.types import Hit, IndexReport, Progress
 MODES = ("bm25", "dense", "hybrid", "rerank", "default")
 _SEARCH_MODE = {"default": "auto"}
 DEPTH = 100                 # documents asked of each search: the deepest cut-off scored
+# Pseudo-relevance feedback in "default" is decided as learning decides it for a user's own
+# searches (engine/learn.py: on where it lifts held-out searches' nDCG@10 by FEEDBACK_MIN_GAIN),
+# with the judged queries as the searches: they are split in two halves (seeded), and each half
+# gets feedback where it lifted the other half, so no query's figure comes from a choice made
+# on it.
+FEEDBACK_SEED = 7
 # Searched once per mode before timing (and not scored), so that loading the model or the
 # reranker is not counted as a query's latency; not a collection's query, so nothing is cached.
 WARMUP_QUERY = "warm-up query for sift eval"
@@ -318,9 +326,12 @@ def evaluate(folder: str | os.PathLike, *, modes: Sequence[str] | None = None,
             log(f"Note: {len(by_name) - indexed} of {len(by_name)} documents could not be indexed (empty "
                 "ones have no text); they count as never found.")
 
-        results = {}
+        results, feedback = {}, None
         for mode in modes:
-            results[mode] = _run_mode(engine, collection, by_name, mode, log)
+            run = _run_mode(engine, collection, by_name, mode, log)
+            if mode == "default" and engine.config.learn_from_clicks:
+                run, feedback = _with_feedback_chosen(engine, collection, by_name, run, log)
+            results[mode] = run.scored(collection.qrels)
         reranker = engine.reranker() if "rerank" in modes else None
         return {
             "collection": collection.name,
@@ -329,6 +340,7 @@ def evaluate(folder: str | os.PathLike, *, modes: Sequence[str] | None = None,
             "model": engine.embedder.model_id,
             "reranker": reranker.model_id if reranker is not None else None,
             "modes": results,
+            "feedback": feedback,
             "index_s": round(index_s, 2),
         }
 
@@ -356,31 +368,87 @@ def relevant_hidden(run: Mapping[str, Sequence[str]], weak: Mapping[str, set[str
             "no_good": share(sum(set(run.get(q, ())) <= weak.get(q, set()) for q in qrels), len(qrels))}
 
 
+@dataclass
+class _Run:
+    """One mode's answers: ranked document ids, the ones marked weak, and each query's seconds."""
+
+    ranked: dict[str, list[str]]
+    weak: dict[str, set[str]]
+    seconds: list[float]
+
+    def scored(self, qrels: Mapping[str, Mapping[str, float]]) -> dict:
+        metrics = {name: round(value, 4) for name, value in score_run(self.ranked, qrels).items()}
+        metrics.update(relevant_hidden(self.ranked, self.weak, qrels))
+        return {**metrics, "latency_ms": {name: round(value, 2) for name, value in latency_stats(self.seconds).items()}}
+
+
 def _run_mode(engine: Engine, collection: Collection, by_name: Mapping[str, str], mode: str,
-              log: Callable[[str], None]) -> dict:
+              log: Callable[[str], None], label: str = "") -> _Run:
+    label = label or mode
     search_mode = _SEARCH_MODE.get(mode, mode)
     engine.search(WARMUP_QUERY, limit=DEPTH, mode=search_mode, literal=True)
-    run: dict[str, list[str]] = {}
-    weak: dict[str, set[str]] = {}
-    seconds: list[float] = []
+    run = _Run({}, {}, [])
     started = last_note = time.perf_counter()
     for n, (qid, text) in enumerate(collection.queries.items(), 1):
         t = time.perf_counter()
         # A collection's queries are text, not Sift's syntax: CISI's pasted abstracts quote
         # words ("threshold"), which as phrases would be requirements.
         hits = engine.search(text, limit=DEPTH, mode=search_mode, literal=True)
-        seconds.append(time.perf_counter() - t)
-        run[qid] = hits_to_ids(hits, by_name)
-        weak[qid] = set(hits_to_ids([h for h in hits if h.match != GOOD], by_name))
+        run.seconds.append(time.perf_counter() - t)
+        run.ranked[qid] = hits_to_ids(hits, by_name)
+        run.weak[qid] = set(hits_to_ids([h for h in hits if h.match != GOOD], by_name))
         if time.perf_counter() - last_note > 10 and n < len(collection.queries):
             last_note = time.perf_counter()
-            log(f"  {mode}: {n}/{len(collection.queries)} queries …")
-    metrics = {name: round(value, 4) for name, value in score_run(run, collection.qrels).items()}
-    metrics.update(relevant_hidden(run, weak, collection.qrels))
-    latency = {name: round(value, 2) for name, value in latency_stats(seconds).items()}
-    log(f"  {mode}: {len(run)} queries in {time.perf_counter() - started:.1f} s, "
-        f"nDCG@{NDCG_AT} {metrics[f'ndcg@{NDCG_AT}']:.4f}")
-    return {**metrics, "latency_ms": latency}
+            log(f"  {label}: {n}/{len(collection.queries)} queries …")
+    ndcg = score_run(run.ranked, collection.qrels)[f"ndcg@{NDCG_AT}"]
+    log(f"  {label}: {len(run.ranked)} queries in {time.perf_counter() - started:.1f} s, nDCG@{NDCG_AT} {ndcg:.4f}")
+    return run
+
+
+def cross_fitted_choice(plain: Mapping[str, Sequence[str]], option: Mapping[str, Sequence[str]],
+                        qrels: Mapping[str, Mapping[str, float]], *, seed: int = FEEDBACK_SEED,
+                        min_gain: float = learn.FEEDBACK_MIN_GAIN) -> tuple[set[str], list[float]]:
+    """The judged queries that get an option (its rankings in `option`), chosen in two seeded
+    halves: a half gets it where it lifted the other half's nDCG@10 by `min_gain`, so no query's
+    choice is made on that query. Returns them and each half's measured gain."""
+    judged = sorted(q for q, grades in qrels.items() if any(g > 0 for g in grades.values()))
+    random.Random(seed).shuffle(judged)
+    halves = [judged[0::2], judged[1::2]]
+    chosen: set[str] = set()
+    gains = []
+    for n, half in enumerate(halves):
+        other = {q: qrels[q] for q in halves[1 - n]}
+        if not other:
+            gains.append(0.0)
+            continue
+        gain = score_run(option, other)[f"ndcg@{NDCG_AT}"] - score_run(plain, other)[f"ndcg@{NDCG_AT}"]
+        gains.append(round(gain, 4))
+        if gain >= min_gain:
+            chosen.update(half)
+    return chosen, gains
+
+
+def _with_feedback_chosen(engine: Engine, collection: Collection, by_name: Mapping[str, str], plain: _Run,
+                          log: Callable[[str], None]) -> tuple[_Run, dict]:
+    """The default run with pseudo-relevance feedback where the other half of the queries says it
+    helps (see FEEDBACK_SEED); returns it and what was chosen. The home's learning weights are
+    put back after."""
+    kept = engine.learning_summary().weights
+    engine.set_learning(dataclasses.replace(kept, feedback=True))
+    try:
+        widened = _run_mode(engine, collection, by_name, "default", log, label="default with feedback")
+    finally:
+        engine.set_learning(kept)
+    fed, gains = cross_fitted_choice(plain.ranked, widened.ranked, collection.qrels)
+    pick = lambda q: widened if q in fed else plain  # noqa: E731
+    run = _Run({q: pick(q).ranked[q] for q in plain.ranked}, {q: pick(q).weak[q] for q in plain.weak},
+               [pick(q).seconds[i] for i, q in enumerate(plain.ranked)])
+    judged = sum(any(g > 0 for g in grades.values()) for grades in collection.qrels.values())
+    chosen = {"queries_with_feedback": round(len(fed) / judged, 4) if judged else 0.0, "gain_by_half": gains,
+              "ndcg@10_always_on": round(score_run(widened.ranked, collection.qrels)[f"ndcg@{NDCG_AT}"], 4)}
+    log(f"  default: pseudo-relevance feedback for {chosen['queries_with_feedback']:.0%} of the queries "
+        f"(nDCG@{NDCG_AT} gain on the other half {gains})")
+    return run, chosen
 
 
 # -- presenting -----------------------------------------------------------------------------------
@@ -404,4 +472,9 @@ def format_table(result: Mapping) -> str:
                      + f"{lat['mean']:>10.1f}{lat['p50']:>9.1f}{lat['p95']:>9.1f}")
     lines.append("hidden: of the queries with a relevant document in their top 10, the share that see all "
                  "of those marked weak (loosely related)")
+    if result.get("feedback"):
+        fb = result["feedback"]
+        lines.append(f"default: pseudo-relevance feedback for {fb['queries_with_feedback']:.0%} of the queries, each half "
+                     f"where it lifted the other half's nDCG@10 by {learn.FEEDBACK_MIN_GAIN} (gains "
+                     f"{', '.join(f'{g:+.4f}' for g in fb['gain_by_half'])}; on for all: {fb['ndcg@10_always_on']:.4f})")
     return "\n".join(lines)

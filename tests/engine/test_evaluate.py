@@ -15,6 +15,7 @@ import pytest
 from engine.engine import Engine
 from engine.errors import SiftError
 from engine.evaluate import (
+    cross_fitted_choice,
     Document,
     file_names,
     hits_to_ids,
@@ -290,9 +291,13 @@ def test_sift_eval_json_end_to_end(run, tmp_path, home):
     # the queries are the topics' own words: every pipeline finds every topic's documents
     for mode in ("bm25", "hybrid"):
         assert result["modes"][mode]["recall@100"] == 1.0 and result["modes"][mode]["mrr@10"] == 1.0
-    # default is a plain search: hybrid here (no reranker), the same ranking
-    assert {k: v for k, v in result["modes"]["default"].items() if k != "latency_ms"} == \
-        {k: v for k, v in result["modes"]["hybrid"].items() if k != "latency_ms"}
+    # default is a plain search: hybrid here (no reranker), with pseudo-relevance feedback for the
+    # halves of the queries where it lifted the other half (here both: the topics' words widen well)
+    fb = result["feedback"]
+    assert set(fb) == {"queries_with_feedback", "gain_by_half", "ndcg@10_always_on"} and len(fb["gain_by_half"]) == 2
+    assert fb["queries_with_feedback"] == 0.5 * sum(g >= 0.005 for g in fb["gain_by_half"]) == 1.0
+    assert result["modes"]["default"]["ndcg@10"] == fb["ndcg@10_always_on"] > result["modes"]["hybrid"]["ndcg@10"]
+    assert "default with feedback" in err
     assert "judged queries" in err and "bm25" in err  # progress goes to stderr
     # the user's own home was opened by the command line, but nothing was indexed there
     user = Engine.open(home)
@@ -302,6 +307,15 @@ def test_sift_eval_json_end_to_end(run, tmp_path, home):
         user.close()
     eval_homes = [p for p in run.opened if not str(p).startswith(str(home))]
     assert eval_homes and not any(p.exists() for p in eval_homes)  # the temporary home is gone
+    # with learning switched off a plain search has no feedback: default is hybrid's ranking
+    user = Engine.open(home)
+    user.update_config(learn_from_clicks=False)
+    user.close()
+    code, out, err = run("eval", str(ir), "--json", "--modes", "hybrid,default")
+    off = json.loads(out)
+    assert code == 0 and off["feedback"] is None and "default with feedback" not in err
+    assert {k: v for k, v in off["modes"]["default"].items() if k != "latency_ms"} == \
+        {k: v for k, v in off["modes"]["hybrid"].items() if k != "latency_ms"}
 
 
 def test_sift_eval_table_modes_and_kept_index(run, tmp_path):
@@ -368,3 +382,31 @@ def test_relevant_hidden_counts_queries_whose_relevant_top_ten_is_all_weak():
     # q3 found nothing relevant: not counted; q2's only relevant one is weak; q1 has one of two weak
     assert relevant_hidden(run, weak, qrels) == {"relevant_hidden": round(1 / 3, 4),
                                                  "relevant_some_weak": round(2 / 3, 4), "no_good": 0.5}
+
+
+def _runs(n: int):
+    """n judged queries, each with one relevant document: `plain` finds it at rank 3, `better` first."""
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(n)}
+    plain = {q: ["x", "y", f"d{q[1:]}"] for q in qrels}
+    better = {q: [f"d{q[1:]}", "x", "y"] for q in qrels}
+    return qrels, plain, better
+
+
+def test_an_option_that_lifts_both_halves_is_on_for_every_query_and_one_that_costs_for_none():
+    qrels, plain, better = _runs(20)
+    chosen, gains = cross_fitted_choice(plain, better, qrels)
+    assert chosen == set(qrels) and all(g > 0.3 for g in gains)
+    chosen, gains = cross_fitted_choice(better, plain, qrels)
+    assert chosen == set() and all(g < 0 for g in gains)
+    assert cross_fitted_choice(plain, plain, qrels)[0] == set()  # no gain: off (it must lift by 0.005)
+
+
+def test_no_query_chooses_on_its_own_figure():
+    """Issue 16 item 4: `sift eval` switches feedback on only where held-out searches improve: a
+    query's choice is made on the other half. An option that helps one query alone is switched
+    on for the other half, never for that query."""
+    qrels, plain, better = _runs(20)
+    option = {q: better[q] if q == "q0" else plain[q] for q in qrels}
+    chosen, gains = cross_fitted_choice(plain, option, qrels, min_gain=0.0001)
+    assert "q0" not in chosen and len(chosen) == 10
+    assert sorted(gains)[0] == 0.0 and sorted(gains)[1] > 0
