@@ -31,7 +31,7 @@ from engine.embed import Embedder
 from engine.engine import Engine
 from engine.errors import SiftError
 from engine.match import GOOD
-from engine.metrics import NDCG_AT, distinct, score_run
+from engine.metrics import NDCG_AT, distinct, judged_queries, score_run
 from engine.types import Hit, IndexReport, Progress
 
 # "rerank" runs only when a reranker is installed; "default" is what a plain search runs (mode
@@ -40,10 +40,7 @@ MODES = ("bm25", "dense", "hybrid", "rerank", "default")
 _SEARCH_MODE = {"default": "auto"}
 DEPTH = 100                 # documents asked of each search: the deepest cut-off scored
 # Pseudo-relevance feedback in "default" is decided as learning decides it for a user's own
-# searches (engine/learn.py: on where it lifts held-out searches' nDCG@10 by FEEDBACK_MIN_GAIN),
-# with the judged queries as the searches: they are split in two halves (seeded), and each half
-# gets feedback where it lifted the other half, so no query's figure comes from a choice made
-# on it.
+# searches (engine/learn.py), with the judged queries as held-out searches: cross_fitted_choice.
 FEEDBACK_SEED = 7
 # Searched once per mode before timing (and not scored), so that loading the model or the
 # reranker is not counted as a query's latency; not a collection's query, so nothing is cached.
@@ -411,7 +408,7 @@ def cross_fitted_choice(plain: Mapping[str, Sequence[str]], option: Mapping[str,
     """The judged queries that get an option (its rankings in `option`), chosen in two seeded
     halves: a half gets it where it lifted the other half's nDCG@10 by `min_gain`, so no query's
     choice is made on that query. Returns them and each half's measured gain."""
-    judged = sorted(q for q, grades in qrels.items() if any(g > 0 for g in grades.values()))
+    judged = sorted(judged_queries(qrels))
     random.Random(seed).shuffle(judged)
     halves = [judged[0::2], judged[1::2]]
     chosen: set[str] = set()
@@ -443,7 +440,7 @@ def _with_feedback_chosen(engine: Engine, collection: Collection, by_name: Mappi
     pick = lambda q: widened if q in fed else plain  # noqa: E731
     run = _Run({q: pick(q).ranked[q] for q in plain.ranked}, {q: pick(q).weak[q] for q in plain.weak},
                [pick(q).seconds[i] for i, q in enumerate(plain.ranked)])
-    judged = sum(any(g > 0 for g in grades.values()) for grades in collection.qrels.values())
+    judged = len(judged_queries(collection.qrels))
     chosen = {"queries_with_feedback": round(len(fed) / judged, 4) if judged else 0.0, "gain_by_half": gains,
               "ndcg@10_always_on": round(score_run(widened.ranked, collection.qrels)[f"ndcg@{NDCG_AT}"], 4)}
     log(f"  default: pseudo-relevance feedback for {chosen['queries_with_feedback']:.0%} of the queries "

@@ -65,9 +65,14 @@ def per_query_metrics(ranking: Sequence[str], grades: Mapping[str, float]) -> di
     return metrics
 
 
+def judged_queries(qrels: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """The queries with at least one document judged relevant (scored > 0), in qrels' order."""
+    return [q for q, grades in qrels.items() if any(g > 0 for g in grades.values())]
+
+
 def score_run(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """Mean of each metric over the judged queries of `qrels`; a query missing from `run` scores 0."""
-    judged = [q for q, grades in qrels.items() if any(g > 0 for g in grades.values())]
+    judged = judged_queries(qrels)
     if not judged:
         raise ValueError("no judged query: every query's judgments are ≤ 0")
     rows = [per_query_metrics(run.get(q, ()), qrels[q]) for q in judged]

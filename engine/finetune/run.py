@@ -274,7 +274,8 @@ class _Run:
             self.evaluate_embedder(candidate, embedder, index, before, label)
             self.mixes[alpha] = candidate.metrics
             if best is None or candidate.metrics.pipeline["ndcg@10"] > best[0].metrics.pipeline["ndcg@10"]:
-                loser, best = (best[0] if best is not None else None), (candidate, embedder, index)
+                loser = best[0] if best is not None else None
+                best = (candidate, embedder, index)
             else:
                 loser = candidate
             del embedder, index
