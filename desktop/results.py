@@ -70,9 +70,10 @@ def page_text(hit: Hit) -> str:
 def relevance(hits: Sequence[Hit], mode: str) -> list[float]:
     """Bar lengths in [0, 1] for the relevance bars.
 
-    A reranker's score is a probability and is drawn as it is. The first stage's fused score is
-    built from ranks, so every listed document scores close to the best one; drawn as it is, all
-    bars would be full. Within one result list it is spread out instead, best to worst.
+    A reranker's score is a probability and is drawn as it is. The first stage's shown score (a
+    cosine, or BM25 over the best one's) is close to the best one's for every listed document;
+    drawn as it is, all bars would be nearly full. Within one result list it is spread out
+    instead, best to worst.
     """
     if mode == "rerank":
         return [max(0.0, min(1.0, h.score)) for h in hits]

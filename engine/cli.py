@@ -154,8 +154,8 @@ def _emphasize(text: str, spans: Sequence[tuple[int, int]]) -> str:
 
 def sort_score(hit: Hit) -> float:
     """The number the list is sorted by: the reranker's probability where it ran, else the fused
-    rank score of the two stage-1 lists (hit.score is then the cosine similarity, which the order
-    does not follow: rank 2 could show 0.053 and rank 3 0.104)."""
+    score of the two stage-1 lists (hit.score is then the cosine similarity, which the order does
+    not follow: rank 2 could show 0.053 and rank 3 0.104)."""
     w = hit.why
     if w is None or w.rerank_score is not None or (w.dense_rank is None and w.keyword_rank is None
                                                    and not w.fused_score):

@@ -57,8 +57,8 @@ class LearnWeights:
     keyword_share × (the share of the query's word rarity found in the learned query) +
     (1 − keyword_share) × (how far the query's vector is past `threshold` toward the learned
     query's), counted from `floor` up (rescaled to 0-1), times the open's age weight. It adds
-    weight × score / (RRF_K + 1) to its document's fused score (weight 1 is worth a first place
-    on one side, at a full match).
+    weight × score × what a first place on one side is worth to its document's fused score
+    (engine/search.py's _fuse: weight 1 at a full match is worth a first place on one side).
 
     The floor is what keeps new queries whole: measured on the user split of Cranfield (never
     the test queries), judged by the collection's judgments, weight 4 without a floor cost new

@@ -1,4 +1,4 @@
-"""Two-stage search: dense ANN and BM25, fused by reciprocal rank, reranked, grouped by document."""
+"""Two-stage search: dense ANN and BM25, fused by their scaled scores, reranked, grouped by document."""
 
 from __future__ import annotations
 
@@ -54,12 +54,22 @@ OVERSAMPLE_BY_DTYPE = {"i8": 1, "b1": 10}
 # With a filter this selective (chunks allowed), dense search scans the allowed vectors exactly
 # instead of filtering ANN results, so a filter never empties stage 1.
 EXACT_FILTER_MAX = 50_000
-# Reciprocal-rank fusion over documents: score = Σ weight / (RRF_K + rank). Tuned on
-# ../shared/data/ir with all-MiniLM-L6-v2 (nDCG@10 cranfield / cisi): k 60, 1:1 gave 0.411 /
-# 0.441; k 30, dense 1.2 gives 0.415 / 0.452; dense 1.5 0.413 / 0.456; k 20 no better.
-RRF_K = 30
-DENSE_WEIGHT = 1.2
-KEYWORD_WEIGHT = 1.0
+# Fusion over documents (a convex combination of scaled scores, see _fuse): each side scores a
+# document by its best chunk, divided by the side's best (BM25 and cosine both start at 0 for a
+# document that does not match); fused = DENSE_SHARE × dense + (1 − DENSE_SHARE) × keyword.
+# Scores keep what ranks lose: how far ahead a clear match is, how flat a pasted paragraph's
+# BM25 tail is, and that a lone keyword match is a full one. Measured with `sift eval` on
+# ../shared/data/ir (hybrid nDCG@10 cranfield / cisi, all-MiniLM-L6-v2, int8 index):
+# reciprocal-rank fusion (k 30, dense 1.2, tuned there; Sift's fusion before) 0.4125 / 0.4619;
+# this, dense share 0.6 0.4200 / 0.4673, 0.65 0.4212 / 0.4749, 0.7 0.4196 / 0.4767, 0.75
+# 0.4166 / 0.4708; each side scaled from its own lowest instead (min-max) 0.4121 / 0.4594 at
+# 0.65; z-scores 0.4173 / 0.4756 at 0.6, but a side with few matches spreads little there, so
+# the one note holding a searched-for code fell below documents that were merely alike. With
+# the dense side's best counted as at least a sure match's cosine (see _fuse): 0.4215 / 0.4739
+# at 0.65; and known items (a document searched for by one word only it holds, by two of its
+# rare words, by its one word and two common ones; 150 of CISI's, first place): reciprocal-rank
+# fusion 65 / 48 / 45, over the best alone 61 / 62 / 65, with the sure match 95 / 86 / 94.
+DENSE_SHARE = 0.65
 
 # Stage 2: a cross-encoder over as many fused candidates as the reranker's plan() says, passages
 # cut to RERANK_MAX_TOKENS unless the plan fits depth and truncation to its measured speed
@@ -75,8 +85,12 @@ RERANK_CACHE_SIZE = 20_000
 # passages' mean (by FEEDBACK_BETA, the query's own weight 1); RM3-style, their FEEDBACK_TERMS
 # most telling words (frequency in them × rarity in the collection) join the keyword query.
 # Measured outside the app: hybrid nDCG@10 +0.023 on Cranfield, −0.013 on CISI; hence gated.
+# Under score fusion the moved query's cosines carry more of it: `sift eval` with feedback on
+# every query, Cranfield, 3 documents and 10 words: β 0.5 0.4265, β 1.0 0.4266, and the halves'
+# gains (engine/evaluate.py's choice) 0.0050 / 0.0135 → 0.0057 / 0.0128; 5 documents, 20 words
+# no better; CISI loses 0.005 to 0.037 with any of them.
 FEEDBACK_DOCS = 3
-FEEDBACK_BETA = 0.5
+FEEDBACK_BETA = 1.0
 FEEDBACK_TERMS = 10
 FEEDBACK_CANDIDATE_TERMS = 40   # the commonest words of the feedback passages whose rarity is counted
 
@@ -296,6 +310,8 @@ class _Candidate:
     dense_rank: int | None = None
     keyword_rank: int | None = None
     learned: float | None = None       # the learned list's score (engine/learn.py), when it has the chunk
+    dense_score: float | None = None   # cosine similarity to the query, when the dense side found the chunk
+    keyword_score: float | None = None  # BM25, when the keyword side found it
     fused: float = 0.0
     rerank: float | None = None
 
@@ -349,40 +365,52 @@ class _Label:
         return GOOD if good else WEAK
 
 
-def _fuse(cands: list[_Candidate], rows: dict[int, ChunkRow], learned_weight: float = 0.0) -> None:
-    """Reciprocal-rank fusion at the document level, passed down to chunks.
+def _fuse(cands: list[_Candidate], rows: dict[int, ChunkRow], learned_weight: float = 0.0, *,
+          sure: float | None = None) -> None:
+    """Score fusion at the document level, passed down to chunks.
 
-    Each side ranks documents by their best chunk; a document's fused score adds both sides, so
-    a document whose best keyword passage and best semantic passage differ still gets credit for
-    both. A chunk scores its document's fusion, plus a small share of its own, so the document's
-    best-matching chunk leads its passages.
+    Each side scores a document by its best chunk (cosine, BM25) over the best document's, so
+    the side's first document scores 1 and one it did not return 0 (Bruch et al.'s "theoretical
+    min-max"). The dense side's best counts as at least `sure`, the cosine of a sure match on
+    this index (engine/match.py's calibration ceiling): when nothing is close in meaning (a rare
+    word, a code), its likeliest passages cannot claim a full share against the one document
+    holding the word. A document's fused score adds both sides by DENSE_SHARE, so a document whose best
+    keyword passage and best semantic passage differ gets credit for both. A chunk scores its
+    document's fusion, plus a small share of its own, so the document's best-matching chunk leads
+    its passages.
 
-    The learned list (what opens taught) adds by score, not rank: learned_weight × its best
-    chunk's score / (RRF_K + 1), so a faint likeness to a learned query adds little however
-    high it ranks among the learned passages. Without learned scores nothing changes.
+    The learned list (what opens taught) adds by score: learned_weight × its best chunk's score
+    × the mean share of a side (what a first place on one side is worth), so a faint likeness to
+    a learned query adds little however high it ranks among the learned passages. Without
+    learned scores nothing changes.
     """
-    doc_rank: dict[str, dict[int, int]] = {"dense": {}, "keyword": {}}
-    for side, attr in (("dense", "dense_rank"), ("keyword", "keyword_rank")):
-        ranks = doc_rank[side]
-        for c in sorted((c for c in cands if getattr(c, attr)), key=lambda c: getattr(c, attr)):
-            ranks.setdefault(rows[c.chunk_id].file_id, len(ranks) + 1)
+    shares = {"dense": DENSE_SHARE, "keyword": 1.0 - DENSE_SHARE}
+    best: dict[str, dict[int, float]] = {"dense": {}, "keyword": {}}
     for c in cands:
         fid = rows[c.chunk_id].file_id
-        d, k = doc_rank["dense"].get(fid), doc_rank["keyword"].get(fid)
-        own = (DENSE_WEIGHT / (RRF_K + c.dense_rank) if c.dense_rank else 0.0) + (
-            KEYWORD_WEIGHT / (RRF_K + c.keyword_rank) if c.keyword_rank else 0.0)
-        doc = (DENSE_WEIGHT / (RRF_K + d) if d else 0.0) + (KEYWORD_WEIGHT / (RRF_K + k) if k else 0.0)
+        for side, value in (("dense", c.dense_score), ("keyword", c.keyword_score)):
+            if value is not None and value > best[side].get(fid, -np.inf):
+                best[side][fid] = value
+    tops = {side: max(docs.values()) for side, docs in best.items() if docs}
+    if sure is not None and "dense" in tops:
+        tops["dense"] = max(tops["dense"], sure)
+    weight = {side: shares[side] / (top if top > 1e-12 else 1.0) for side, top in tops.items()}
+    for c in cands:
+        fid = rows[c.chunk_id].file_id
+        doc = sum(w * best[side].get(fid, 0.0) for side, w in weight.items())
+        own = sum(w * ((c.dense_score if side == "dense" else c.keyword_score) or 0.0) for side, w in weight.items())
         c.fused = doc + 1e-3 * own
     if learned_weight > 0 and any(c.learned for c in cands):
-        best: dict[int, float] = {}
+        first_place = float(np.mean([shares[side] for side in tops])) if tops else 1.0
+        learned: dict[int, float] = {}
         for c in cands:
             if c.learned:
                 fid = rows[c.chunk_id].file_id
-                best[fid] = max(best.get(fid, 0.0), c.learned)
+                learned[fid] = max(learned.get(fid, 0.0), c.learned)
         for c in cands:
-            doc_best = best.get(rows[c.chunk_id].file_id)
+            doc_best = learned.get(rows[c.chunk_id].file_id)
             if doc_best:
-                c.fused += learned_weight * (doc_best + 1e-3 * (c.learned or 0.0)) / (RRF_K + 1)
+                c.fused += learned_weight * first_place * (doc_best + 1e-3 * (c.learned or 0.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,14 +525,16 @@ class Searcher:
             q = self._embedder().embed_query(query.text or " ".join(query.phrases))
             keys, sims = self._ann(q, DENSE_DEPTH, query.where)
             similarity = dict(zip(keys, np.asarray(sims, dtype=float).tolist()))
-            for rank, cid in enumerate(keys, 1):
-                cands.setdefault(cid, _Candidate(cid)).dense_rank = rank
+            for rank, (cid, cosine) in enumerate(similarity.items(), 1):
+                c = cands.setdefault(cid, _Candidate(cid))
+                c.dense_rank, c.dense_score = rank, cosine
             timings["dense"] = (time.perf_counter() - t) * 1000
         weights: dict[str, float] | None = None
         if ran in ("bm25", "hybrid", "rerank"):
             found, timings["bm25"], weights = keywords.result() if keywords else self._timed_keyword_search(query)
-            for rank, (cid, _) in enumerate(found, 1):
-                cands.setdefault(cid, _Candidate(cid)).keyword_rank = rank
+            for rank, (cid, bm25) in enumerate(found, 1):
+                c = cands.setdefault(cid, _Candidate(cid))
+                c.keyword_rank, c.keyword_score = rank, bm25
         learned = self._learned() if ran in ("hybrid", "rerank") else None
         if learned is not None and learned.weight > 0:
             t = time.perf_counter()
@@ -513,15 +543,17 @@ class Searcher:
                 cands.setdefault(cid, _Candidate(cid)).learned = value
             timings["learned"] = (time.perf_counter() - t) * 1000
         cands = self._constrained(query, cands)
-        ranked, rows = self._fused(cands, learned.weight if learned is not None else 0.0)
+        calibration = self._calibration() if q is not None else None
+        sure = calibration.ceiling if calibration is not None else None
+        ranked, rows = self._fused(cands, learned.weight if learned is not None else 0.0, sure)
         if learned is not None and learned.feedback and q is not None and ranked:
             t = time.perf_counter()
-            ranked, rows = self._feedback(query, q, ranked, rows, cands, learned.weight)
+            ranked, rows = self._feedback(query, q, ranked, rows, cands, learned.weight, sure)
             timings["feedback"] = (time.perf_counter() - t) * 1000
 
-        best_possible = (DENSE_WEIGHT if ran != "bm25" else 0) / (RRF_K + 1) + (
-            KEYWORD_WEIGHT if ran != "dense" else 0) / (RRF_K + 1)
-        score: Callable[[_Candidate], float] = lambda c: min(1.0, c.fused / best_possible)
+        # Shown relevance: the cosine when there is a query vector, else BM25 against the best one's.
+        top_bm25 = max((c.keyword_score or 0.0 for c in ranked), default=0.0) or 1.0
+        score: Callable[[_Candidate], float] = lambda c: (c.keyword_score or 0.0) / top_bm25
         cosines = None
         if q is not None and ranked:
             score = cosines = _Similarity(q, similarity, self.catalog, self._embedder().model_id)
@@ -530,7 +562,7 @@ class Searcher:
             t = time.perf_counter()
             if weights is None:
                 weights = self.judge.keyword_weights(query.keywords(), query.weights())
-            label = _Label(self.judge, weights, cosines, self._calibration() if q is not None else None)
+            label = _Label(self.judge, weights, cosines, calibration)
             timings["label"] = (time.perf_counter() - t) * 1000
         stage = FirstStage(query, query.text or raw, limit, ranked, rows, score, label, timings, note)
         return self._second_stage(stage, ran, reranker)
@@ -577,18 +609,18 @@ class Searcher:
             cands = {cid: c for cid, c in cands.items() if cid not in banned}
         return cands
 
-    def _fused(self, cands: dict[int, _Candidate],
-               learned_weight: float) -> tuple[list[_Candidate], dict[int, ChunkRow]]:
+    def _fused(self, cands: dict[int, _Candidate], learned_weight: float,
+               sure: float | None) -> tuple[list[_Candidate], dict[int, ChunkRow]]:
         """The candidates still in the catalog in fused order (best first), and their rows."""
         rows = self.catalog.chunks_by_id(list(cands))
         ranked = [c for c in cands.values() if c.chunk_id in rows]
-        _fuse(ranked, rows, learned_weight)
+        _fuse(ranked, rows, learned_weight, sure=sure)
         ranked.sort(key=lambda c: (-c.fused, c.chunk_id))
         return ranked, rows
 
     def _feedback(self, query: Query, q: np.ndarray, ranked: list[_Candidate], rows: dict[int, ChunkRow],
                   cands: dict[int, _Candidate],
-                  learned_weight: float) -> tuple[list[_Candidate], dict[int, ChunkRow]]:
+                  learned_weight: float, sure: float | None) -> tuple[list[_Candidate], dict[int, ChunkRow]]:
         """Stage 1 again with the query widened by the first pass's best documents (see FEEDBACK_DOCS)."""
         top: list[int] = []
         seen: set[int] = set()
@@ -602,19 +634,21 @@ class Searcher:
         _, vecs = self.catalog.chunk_vectors(self._embedder().model_id, top)
         moved = q + FEEDBACK_BETA * vecs.mean(axis=0) if len(vecs) else q
         moved = moved / (np.linalg.norm(moved) or 1.0)
-        keys, _ = self._ann(moved.astype(np.float32), DENSE_DEPTH, query.where)
+        keys, sims = self._ann(moved.astype(np.float32), DENSE_DEPTH, query.where)
         terms = self._feedback_terms(query, [rows[cid].text for cid in top])
         widened = dataclasses.replace(query, terms=query.terms + tuple(terms)) if terms else query
         found = self._keyword_search(widened)
         for c in cands.values():
-            c.dense_rank = c.keyword_rank = None
-        for rank, cid in enumerate(keys, 1):
-            cands.setdefault(cid, _Candidate(cid)).dense_rank = rank
-        for rank, (cid, _) in enumerate(found, 1):
-            cands.setdefault(cid, _Candidate(cid)).keyword_rank = rank
+            c.dense_rank = c.keyword_rank = c.dense_score = c.keyword_score = None
+        for rank, (cid, cosine) in enumerate(zip(keys, np.asarray(sims, dtype=float).tolist()), 1):
+            c = cands.setdefault(cid, _Candidate(cid))
+            c.dense_rank, c.dense_score = rank, cosine
+        for rank, (cid, bm25) in enumerate(found, 1):
+            c = cands.setdefault(cid, _Candidate(cid))
+            c.keyword_rank, c.keyword_score = rank, bm25
         cands = self._constrained(query, {cid: c for cid, c in cands.items()
                                           if c.dense_rank or c.keyword_rank or c.learned})
-        return self._fused(cands, learned_weight)
+        return self._fused(cands, learned_weight, sure)
 
     def _feedback_terms(self, query: Query, texts: Sequence[str]) -> list[str]:
         """The feedback passages' most telling words not in the query: share of each passage × rarity."""
@@ -697,14 +731,15 @@ class Searcher:
         # them, and further while too few other documents came back (`similar -n 3` gave 1).
         depth = DENSE_DEPTH + len(chunk_ids)
         while True:
-            keys, _ = self._ann(q, depth, ChunkFilter())
+            keys, sims = self._ann(q, depth, ChunkFilter())
             rows = self.catalog.chunks_by_id(keys)
-            ranked = [_Candidate(int(k), dense_rank=r, fused=1 / (RRF_K + r)) for r, k in enumerate(keys, 1)
+            ranked = [_Candidate(int(k), dense_rank=r, dense_score=float(s), fused=float(s))
+                      for r, (k, s) in enumerate(zip(keys, sims), 1)
                       if int(k) in rows and rows[int(k)].file_id != exclude_file]
             if len({rows[c.chunk_id].file_id for c in ranked}) >= limit or len(keys) < depth:
                 break
             depth *= 4
-        return self._group(ranked, rows, parse_query(""), limit, lambda c: c.fused * (RRF_K + 1))
+        return self._group(ranked, rows, parse_query(""), limit, lambda c: max(0.0, min(1.0, c.fused)))
 
     # stage 1 ----------------------------------------------------------------------------------
 

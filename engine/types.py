@@ -64,7 +64,7 @@ class Why:
 
     dense_rank: int | None = None      # 1-based rank in the vector search, None if not found there
     keyword_rank: int | None = None    # 1-based rank in the BM25 search
-    fused_score: float = 0.0           # reciprocal-rank fusion of the two
+    fused_score: float = 0.0           # the two sides' scores fused (engine/search.py, _fuse)
     rerank_score: float | None = None  # the cross-encoder's score, when a reranker ran
     learned_score: float | None = None  # likeness to queries this passage was opened for (engine/learn.py)
 

@@ -70,19 +70,48 @@ def test_query_aliases_stopwords_and_bad_dates():
 # fusion ------------------------------------------------------------------------------------------
 
 
-def test_fusion_is_reciprocal_rank_over_documents(monkeypatch):
-    monkeypatch.setattr(search, "RRF_K", 10)
-    monkeypatch.setattr(search, "DENSE_WEIGHT", 2.0)
-    monkeypatch.setattr(search, "KEYWORD_WEIGHT", 1.0)
+def test_fusion_adds_each_sides_document_scores_over_its_best(monkeypatch):
+    monkeypatch.setattr(search, "DENSE_SHARE", 0.6)
     row = lambda cid, fid: ChunkRow(cid, fid, f"/{fid}", 0, None, 0, 1, "t", "h", "text", 0, None)
-    rows = {1: row(1, 100), 2: row(2, 100), 3: row(3, 200)}
-    cands = [_Candidate(1, dense_rank=1), _Candidate(2, keyword_rank=2), _Candidate(3, keyword_rank=1, dense_rank=2)]
+    rows = {1: row(1, 100), 2: row(2, 100), 3: row(3, 200), 4: row(4, 300)}
+    cands = [_Candidate(1, dense_rank=1, dense_score=0.8), _Candidate(2, keyword_rank=2, keyword_score=2.0),
+             _Candidate(3, dense_rank=2, dense_score=0.6, keyword_rank=1, keyword_score=10.0),
+             _Candidate(4, dense_rank=3, dense_score=0.2)]
     _fuse(cands, rows)
-    doc_a = 2.0 / 11 + 1.0 / 12  # file 100: best dense rank 1 (chunk 1), keyword rank 2 (chunk 2)
-    doc_b = 2.0 / 12 + 1.0 / 11
-    assert cands[0].fused == pytest.approx(doc_a + 1e-3 * 2.0 / 11)
-    assert cands[1].fused == pytest.approx(doc_a + 1e-3 * 1.0 / 12)
-    assert cands[2].fused == pytest.approx(doc_b + 1e-3 * (2.0 / 12 + 1.0 / 11))
+    doc_a = 0.6 * 0.8 / 0.8 + 0.4 * 2.0 / 10.0    # file 100: best cosine chunk 1, best BM25 chunk 2
+    doc_b = 0.6 * 0.6 / 0.8 + 0.4 * 10.0 / 10.0
+    doc_c = 0.6 * 0.2 / 0.8                        # BM25 never found it: 0 on that side
+    assert cands[0].fused == pytest.approx(doc_a + 1e-3 * 0.6)
+    assert cands[1].fused == pytest.approx(doc_a + 1e-3 * 0.4 * 0.2)
+    assert cands[2].fused == pytest.approx(doc_b + 1e-3 * doc_b)
+    assert cands[3].fused == pytest.approx(doc_c + 1e-3 * doc_c)
+    assert cands[2].fused > cands[0].fused, "a clear keyword lead outweighs a close second place in meaning"
+
+    learned = [_Candidate(c.chunk_id, c.dense_rank, c.keyword_rank, dense_score=c.dense_score,
+                          keyword_score=c.keyword_score) for c in cands]
+    learned[3].learned = 1.0
+    _fuse(learned, rows, learned_weight=1.0)
+    assert learned[3].fused == pytest.approx(cands[3].fused + 0.5 * (1 + 1e-3)), \
+        "weight 1 at a full match is worth a first place on a side (its mean share)"
+    assert [c.fused for c in learned[:3]] == [c.fused for c in cands[:3]]
+
+
+def test_a_lone_keyword_match_beats_passages_merely_alike(monkeypatch):
+    """The one note holding a searched-for word, which the dense side did not find: when nothing
+    is close in meaning (best cosine below a sure match's), it comes first; when a passage is a
+    sure match in meaning, that one does."""
+    monkeypatch.setattr(search, "DENSE_SHARE", 0.65)
+    row = lambda cid: ChunkRow(cid, cid, f"/{cid}", 0, None, 0, 1, "t", "h", "text", 0, None)
+    rows = {i: row(i) for i in range(1, 202)}
+
+    def fused(best_cosine):
+        cands = [_Candidate(i, dense_rank=i, dense_score=best_cosine - i / 1000) for i in range(1, 201)]
+        cands.append(_Candidate(201, keyword_rank=1, keyword_score=3.2))
+        _fuse(cands, rows, sure=0.6)
+        return max(cands, key=lambda c: c.fused).chunk_id
+
+    assert fused(0.25) == 201
+    assert fused(0.8) == 1
 
 
 # the pipeline ------------------------------------------------------------------------------------
