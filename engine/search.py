@@ -85,10 +85,10 @@ RERANK_CACHE_SIZE = 20_000
 # passages' mean (by FEEDBACK_BETA, the query's own weight 1); RM3-style, their FEEDBACK_TERMS
 # most telling words (frequency in them × rarity in the collection) join the keyword query.
 # Measured outside the app: hybrid nDCG@10 +0.023 on Cranfield, −0.013 on CISI; hence gated.
-# Under score fusion the moved query's cosines carry more of it: `sift eval` with feedback on
-# every query, Cranfield, 3 documents and 10 words: β 0.5 0.4265, β 1.0 0.4266, and the halves'
-# gains (engine/evaluate.py's choice) 0.0050 / 0.0135 → 0.0057 / 0.0128; 5 documents, 20 words
-# no better; CISI loses 0.005 to 0.037 with any of them.
+# Under score fusion (dense share 0.65, each side over its best) the query needs the longer
+# step: `sift eval`'s default, Cranfield / CISI, β 0.5 0.4224 / 0.4749 (Cranfield's halves
+# gained 0.0024 and 0.0089, so only one got feedback), β 1.0 0.4293 / 0.4679 (0.0075, 0.0086);
+# under z-scores, 5 documents or 20 words were no better.
 FEEDBACK_DOCS = 3
 FEEDBACK_BETA = 1.0
 FEEDBACK_TERMS = 10
