@@ -66,9 +66,10 @@ EXACT_FILTER_MAX = 50_000
 # 0.65; z-scores 0.4173 / 0.4756 at 0.6, but a side with few matches spreads little there, so
 # the one note holding a searched-for code fell below documents that were merely alike. With
 # the dense side's best counted as at least a sure match's cosine (see _fuse): 0.4215 / 0.4739
-# at 0.65; and known items (a document searched for by one word only it holds, by two of its
-# rare words, by its one word and two common ones; 150 of CISI's, first place): reciprocal-rank
-# fusion 65 / 48 / 45, over the best alone 61 / 62 / 65, with the sure match 95 / 86 / 94.
+# at 0.65. Known items (bench/known_items.py: a document searched for by one word only it
+# holds, by two of its rare words, by that word and two common ones; first place of 150),
+# Cranfield / CISI: reciprocal-rank fusion 64 / 40 / 43 and 65 / 48 / 52; this 102 / 70 / 86
+# and 95 / 86 / 99 (over the best alone, without the sure match, CISI's were 61 / 62 / 65).
 DENSE_SHARE = 0.65
 
 # Stage 2: a cross-encoder over as many fused candidates as the reranker's plan() says, passages
@@ -87,8 +88,8 @@ RERANK_CACHE_SIZE = 20_000
 # Measured outside the app: hybrid nDCG@10 +0.023 on Cranfield, −0.013 on CISI; hence gated.
 # Under score fusion (dense share 0.65, each side over its best) the query needs the longer
 # step: `sift eval`'s default, Cranfield / CISI, β 0.5 0.4224 / 0.4749 (Cranfield's halves
-# gained 0.0024 and 0.0089, so only one got feedback), β 1.0 0.4293 / 0.4679 (0.0075, 0.0086);
-# under z-scores, 5 documents or 20 words were no better.
+# gained 0.0024 and 0.0089, so only one got feedback), β 1.0 0.4293 / 0.4739 (0.0070, 0.0085;
+# CISI's off); under z-scores, 5 documents or 20 words were no better.
 FEEDBACK_DOCS = 3
 FEEDBACK_BETA = 1.0
 FEEDBACK_TERMS = 10
@@ -374,8 +375,8 @@ def _fuse(cands: list[_Candidate], rows: dict[int, ChunkRow], learned_weight: fl
     min-max"). The dense side's best counts as at least `sure`, the cosine of a sure match on
     this index (engine/match.py's calibration ceiling): when nothing is close in meaning (a rare
     word, a code), its likeliest passages cannot claim a full share against the one document
-    holding the word. A document's fused score adds both sides by DENSE_SHARE, so a document whose best
-    keyword passage and best semantic passage differ gets credit for both. A chunk scores its
+    holding the word. A document's fused score adds both sides by DENSE_SHARE, so a document
+    whose best keyword passage and best semantic passage differ gets credit for both. A chunk scores its
     document's fusion, plus a small share of its own, so the document's best-matching chunk leads
     its passages.
 
