@@ -165,6 +165,15 @@ def test_search_without_a_good_match_says_so_first(run, three):
     assert "Loosely related" not in out and "good match" not in out.replace(lines[0], "")
 
 
+def test_search_that_filters_or_a_phrase_leave_empty_says_which(run, three):
+    code, out, _ = run("search", "espresso type:pdf")
+    assert code == 0 and out.strip() == "No documents match these filters."
+    code, out, _ = run("search", '"espresso bike"')
+    assert code == 0 and out.strip() == "No document contains \u201cespresso bike\u201d."
+    code, out, _ = run("search", '"espresso machine"')
+    assert "coffee.txt" in out.splitlines()[0]
+
+
 def test_batch_queries_answer_one_json_line_each(run, three, tmp_path, monkeypatch):
     queries = tmp_path / "queries.txt"
     queries.write_text("espresso descaling\n\nxyzzyqqq flurbgast\nbike tyres\n", encoding="utf-8")

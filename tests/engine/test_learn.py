@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
+
 from bench.finetune_lift import MAX_OPENS, realistic_opens
-from engine import learn
+from engine import learn, search
 from engine.catalog import ChunkFilter
 from engine.search import STOPWORDS
 from tests.helpers import write
@@ -275,3 +277,22 @@ def test_pseudo_relevance_feedback_widens_the_query_only_when_switched_on(make_e
     assert _paths(widened.hits).index("radiator.txt") <= _paths(plain).index("radiator.txt")
     engine.update_config(learn_from_clicks=False)
     assert engine.search("gas boiler relight pilot") == plain
+
+
+def test_feedback_keeps_a_share_of_the_first_pass(make_engine, docs, monkeypatch):
+    engine = _engine(make_engine, docs)
+    write(docs / "radiator.txt", "Bleed each radiator with a key until water comes out; then the heating works.")
+    engine.index()
+    plain = _paths(engine.search("gas boiler relight pilot"))
+    engine.set_learning(learn.LearnWeights(weight=0.0, feedback=True))
+    # All of it kept: the widened query can only add documents below the first pass's.
+    monkeypatch.setattr(search, "FEEDBACK_KEEP", 1.0)
+    assert _paths(engine.search("gas boiler relight pilot"))[:len(plain)] == plain
+    fused = {}
+    for keep in (0.0, 0.5, 1.0):
+        monkeypatch.setattr(search, "FEEDBACK_KEEP", keep)
+        fused[keep] = {h.path: h.why.fused_score for h in engine.search("gas boiler relight pilot")}
+    # In between, each document's score is the mix of the two passes' (each chunk here is a file).
+    assert fused[0.0] != fused[1.0]
+    for path in fused[0.5].keys() & fused[0.0].keys() & fused[1.0].keys():
+        assert fused[0.5][path] == pytest.approx((fused[0.0][path] + fused[1.0][path]) / 2)
