@@ -717,7 +717,7 @@ class Engine:
 
         def make_search(weights: learn.LearnWeights, exclude: frozenset[str]):
             source.append(learn.Learned(self.catalog, weights, exclude_keys=exclude))
-            return lambda raw: [p for h in searcher.search(raw, limit=10, mode="auto").hits
+            return lambda raw: [p for h in searcher.search(raw, limit=learn.HELDOUT_DEPTH, mode="auto").hits
                                 for p in (h.path, *h.duplicates)]
 
         try:

@@ -45,6 +45,9 @@ TUNE_MAX_LOSS = 0.005
 # this much and costs re-finding's MRR@10 no more than FEEDBACK_MAX_LOSS.
 FEEDBACK_MIN_GAIN = 0.005
 FEEDBACK_MAX_LOSS = 0.01
+# A held-out search ranks this many documents, so that its condensed list (the documents whose
+# relevance the history tells, see new_query_scores) still has ten to score.
+HELDOUT_DEPTH = 30
 META_KEY = "learn_weights"
 _DAY = 86_400.0
 
@@ -330,10 +333,20 @@ def rewrite_query(text: str, *, seed: object, stopwords: frozenset[str] = frozen
 SearchFn = Callable[[str], Sequence[str]]   # a query → document paths in rank order
 
 
-def new_query_scores(search: SearchFn, queries: Mapping[str, str], relevant: Mapping[str, set[str]]) -> dict[str, float]:
-    """nDCG@10 and Recall@5 over queries the learning never saw, judged by `relevant`."""
+def new_query_scores(search: SearchFn, queries: Mapping[str, str], relevant: Mapping[str, set[str]],
+                     judged: Mapping[str, set[str]] | None = None) -> dict[str, float]:
+    """nDCG@10 and Recall@5 over queries the learning never saw, judged by `relevant`.
+
+    judged: under each query's key, the documents whose relevance is known (for a search of the
+    history, those it showed: opened ones are relevant, the rest not). Any other document is
+    left out of the ranking before it is scored (a condensed list, Sakai 2007) rather than
+    counted as not relevant: a relevant document the user was never shown would otherwise count
+    against whatever brings it up. None: every document is judged."""
+    condense = (lambda key, ranking: ranking) if judged is None else (
+        lambda key, ranking: [d for d in ranking if d in judged.get(key, ()) or d in relevant[key]])
     return _mean_scores(search, queries, relevant, {"ndcg@10": lambda r, g: ndcg_at_k(r, g, 10),
-                                                    "recall@5": lambda r, g: recall_at_k(r, g, 5)})
+                                                    "recall@5": lambda r, g: recall_at_k(r, g, 5)},
+                        condense=condense)
 
 
 def refind_scores(search: SearchFn, queries: Mapping[str, str], opened: Mapping[str, set[str]]) -> dict[str, float]:
@@ -343,13 +356,14 @@ def refind_scores(search: SearchFn, queries: Mapping[str, str], opened: Mapping[
 
 
 def _mean_scores(search: SearchFn, queries: Mapping[str, str], judged: Mapping[str, set[str]],
-                 metrics: Mapping[str, Callable[[list[str], dict[str, int]], float]]) -> dict[str, float]:
+                 metrics: Mapping[str, Callable[[list[str], dict[str, int]], float]],
+                 condense: Callable[[str, list[str]], list[str]] = lambda key, ranking: ranking) -> dict[str, float]:
     """Each metric's mean (4 decimals; 0 with no query) over the queries searched, the documents
-    in `judged` under the query's key graded 1."""
+    in `judged` under the query's key graded 1, each ranking condensed first."""
     scores: dict[str, list[float]] = {name: [] for name in metrics}
     for key, text in queries.items():
         grades = {p: 1 for p in judged[key]}
-        ranking = distinct(search(text))
+        ranking = condense(key, distinct(search(text)))
         for name, metric in metrics.items():
             scores[name].append(metric(ranking, grades))
     return {name: round(float(np.mean(values)), 4) if values else 0.0 for name, values in scores.items()}
@@ -367,17 +381,33 @@ def history(catalog: Catalog) -> tuple[dict[str, str], dict[str, set[str]]]:
     return queries, opened
 
 
+def shown_documents(catalog: Catalog) -> dict[str, set[str]]:
+    """key → the paths of the passages shown with its opens that are still in the catalog."""
+    clicks = catalog.clicks()
+    rows = catalog.chunks_by_id(sorted({cid for click in clicks for cid in click.shown}))
+    shown: dict[str, set[str]] = {}
+    for click in clicks:
+        key = normalize_query(click.query)
+        if key:
+            shown.setdefault(key, set()).update(rows[cid].path for cid in click.shown if cid in rows)
+    return shown
+
+
 def tune(catalog: Catalog, make_search: Callable[[LearnWeights, frozenset[str]], SearchFn], *,
          stopwords: frozenset[str] = frozenset(), seed: int = TUNE_SEED,
          on_step: Callable[[int, int], None] | None = None) -> TuneReport:
     """Choose the weights on held-out searches of the history: a third of its queries are left out
-    of what is learned and searched as new queries, the rest are asked again in another form.
+    of what is learned and searched as new queries, the rest are asked again in another form. A
+    new query is judged on what its search showed (see new_query_scores' `judged`): feedback
+    that brings up a relevant document the user never saw is not counted as a loss, which on
+    Cranfield's realistic history hid a gain (test third nDCG@10 0.4087 → 0.4271 with it).
 
     The weights kept are the grid point with the best new-query nDCG@10 + re-finding MRR@10 among
     those that cost the new queries no more than TUNE_MAX_LOSS; none: learning stays at weight 0.
     Pseudo-relevance feedback is then tried with them, and kept when it lifts the new queries by
     FEEDBACK_MIN_GAIN at a re-finding cost of FEEDBACK_MAX_LOSS at most."""
     queries, opened = history(catalog)
+    shown = shown_documents(catalog)
     keys = sorted(queries)
     if len(keys) < MIN_TUNE_QUERIES:
         return TuneReport(enough=False, message=(
@@ -395,7 +425,7 @@ def tune(catalog: Catalog, make_search: Callable[[LearnWeights, frozenset[str]],
     results = []
     for n, weights in enumerate(points):
         search = make_search(weights, exclude)
-        results.append((weights, new_query_scores(search, new, opened), refind_scores(search, again, opened)))
+        results.append((weights, new_query_scores(search, new, opened, shown), refind_scores(search, again, opened)))
         if on_step is not None:
             on_step(n + 1, len(points) + 1)
     base_new, base_again = results[0][1], results[0][2]
@@ -404,7 +434,7 @@ def tune(catalog: Catalog, make_search: Callable[[LearnWeights, frozenset[str]],
     chosen = best[0]
     with_feedback = dataclasses.replace(chosen, feedback=True)
     search = make_search(with_feedback, exclude)
-    fb = (with_feedback, new_query_scores(search, new, opened), refind_scores(search, again, opened))
+    fb = (with_feedback, new_query_scores(search, new, opened, shown), refind_scores(search, again, opened))
     if on_step is not None:
         on_step(len(points) + 1, len(points) + 1)
     if (fb[1]["ndcg@10"] >= best[1]["ndcg@10"] + FEEDBACK_MIN_GAIN

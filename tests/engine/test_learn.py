@@ -247,6 +247,18 @@ def test_tuning_never_adopts_weights_that_make_new_searches_worse(make_engine, d
     assert not learn.tune(engine.catalog.__class__(engine.paths.data / "empty.sqlite3"), hurting).enough
 
 
+def test_new_searches_are_judged_on_what_their_history_showed(make_engine, docs):
+    queries, opened, shown = {"q": "boiler"}, {"q": {"a"}}, {"q": {"a", "b"}}
+    # "x" was never shown: left out, not counted as wrong; "b" was shown and passed over.
+    assert learn.new_query_scores(lambda t: ["x", "a", "b"], queries, opened, shown)["ndcg@10"] == 1.0
+    assert learn.new_query_scores(lambda t: ["x", "a", "b"], queries, opened)["ndcg@10"] < 1.0
+    assert learn.new_query_scores(lambda t: ["b", "x", "a"], queries, opened, shown)["ndcg@10"] < 1.0
+    engine = _engine(make_engine, docs)
+    hits = engine.search("gas boiler relight pilot")
+    engine.record_click("Gas boiler", hits[1], rank=2, shown=hits[:3])
+    assert learn.shown_documents(engine.catalog) == {"gas boiler": {h.path for h in hits[:3]}}
+
+
 def test_engine_tuning_measures_held_out_searches_and_keeps_the_weights(make_engine, docs):
     engine = _engine(make_engine, docs)
     names = sorted(TOPICS)
