@@ -34,6 +34,7 @@ from desktop.search import SearchController
 from desktop.status import StatusLine, reading_text
 from desktop.tasks import Tasks
 from engine import Engine, Hit
+from engine.search import nothing_found
 
 SAMPLE_QUERIES = (
     "remove limescale from the coffee machine",
@@ -739,10 +740,7 @@ class MainWindow(QMainWindow):
             self.stack.setCurrentWidget(self.empty_page)
             self.preview.clear()
             return
-        # Words alone always find the closest passages: with filters on, nothing found means the
-        # filters (or a quoted phrase with them) leave no document.
-        self.empty_title.setText("No documents match these filters" if self._filters_active() or not words
-                                 else f"Nothing found for “{words}”")
+        self.empty_title.setText(nothing_found(words, filters=self._filters_active() or not words))
         hints = ["Try other words, or describe what the passage is about."]
         if self._filters_active():
             hints.append("Filters are on; clearing them searches everything.")

@@ -12,6 +12,7 @@ from desktop.results import ResultsModel, ResultsView, count_text
 from desktop.search import SearchController
 from desktop.tasks import Tasks
 from engine import Engine
+from engine.search import nothing_found
 
 WIDTH = 620
 MAX_ROWS = 6
@@ -105,7 +106,7 @@ class QuickSearch(QFrame):
                               else count_text(hits, self.search.text))
         else:
             self.list.hide()
-            self._message(f"Nothing found for “{self.search.text.strip()}”.")
+            self._message(nothing_found(self.search.text) + ".")
         self.adjustSize()
         self.resultsShown.emit(query, len(hits))
 

@@ -20,7 +20,7 @@ from engine.models import NO_RERANKER, ModelInfo, model_name
 from engine.paths import resolve_paths
 from engine.repair import set_aside_catalog
 from engine.rerank import DEFAULT_RERANKER, reranker_download_size
-from engine.search import MODES, parse_query
+from engine.search import MODES, nothing_found
 from engine.types import Hit, IndexReport, Progress, human_size
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -171,13 +171,7 @@ def _print_hits(hits: Sequence[Hit], *, why: bool = False, query: str | None = N
 
     query: the search's text (None: find-similar, whose hits are not judged)."""
     if not hits:
-        parsed = parse_query(query) if query is not None else None
-        if parsed is not None and parsed.where:
-            print("No documents match these filters.")
-        elif parsed is not None and parsed.phrases:
-            print(f"No document contains {' and '.join(f'“{shown(p)}”' for p in parsed.phrases)}.")
-        else:
-            print("No results.")
+        print(shown(nothing_found(query)) + "." if query and query.strip() else "No results.")
         return
     if query is not None:
         good = [h for h in hits if h.match == GOOD]

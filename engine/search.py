@@ -200,6 +200,17 @@ def _date_ns(value: str) -> int:
         raise SiftError(f"{value!r} is not a date; write dates as YYYY-MM-DD, e.g. after:2024-01-01.") from None
 
 
+def nothing_found(raw: str, *, filters: bool = False) -> str:
+    """What a search that found nothing says: words alone always find the closest passages, so
+    it was the filters (chosen: `filters`, or typed: type:, in:, after:) or a quoted phrase."""
+    query = parse_query(raw)
+    if filters or query.where:
+        return "No documents match these filters"
+    if query.phrases:
+        return "No document contains " + " and ".join(f"\u201c{p}\u201d" for p in query.phrases)
+    return f"Nothing found for \u201c{raw.strip()}\u201d"
+
+
 def parse_query(raw: str, *, folders_base: Sequence[str] = (), literal: bool = False) -> Query:
     """Split `"exact phrase" -excluded type:pdf in:folder after:2024-01-01 words` into its parts.
 

@@ -238,6 +238,9 @@ def test_quick_search_popup_shows_the_divider_and_the_good_count(qtbot, sift, op
         quick.field.setText("xyzzyqqq flurbgast")
     assert quick.hint.text() == "No good matches for \u201cxyzzyqqq flurbgast\u201d; the closest:"
     assert not model.good and model.rowCount() == len(model.weak) > 0
+    with qtbot.waitSignal(quick.resultsShown, timeout=WAIT_MS):
+        quick.field.setText("coffee type:epub")
+    assert quick.hint.text() == "No documents match these filters."
 
 
 def test_quick_search_enter_before_results_opens_the_best_one(qtbot, sift, opener):

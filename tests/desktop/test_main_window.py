@@ -187,6 +187,14 @@ def test_filters_narrow_results_and_empty_state_offers_to_clear_them(qtbot, sift
     assert window.search.query == "machine"
 
 
+def test_typed_filters_or_a_phrase_that_leave_nothing_say_so(qtbot, sift):
+    window = sift.window
+    assert search(qtbot, window, "bread type:epub") == []
+    assert window.empty_title.text() == "No documents match these filters"
+    assert search(qtbot, window, '"espresso sourdough"') == []
+    assert window.empty_title.text() == "No document contains \u201cespresso sourdough\u201d"
+
+
 def test_a_failed_search_shows_what_went_wrong(qtbot, sift, monkeypatch):
     def broken(query, **kw):
         raise SiftError("The catalog is locked. Close the other Sift and try again.")
