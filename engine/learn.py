@@ -42,9 +42,11 @@ TUNE_SEED = 7
 # weight 1 (keyword share 0.25): re-finding success@1 only 0.40 → 0.50 on the bench's test.
 TUNE_MAX_LOSS = 0.005
 # Pseudo-relevance feedback is switched on when it lifts the held-out new queries' nDCG@10 by
-# this much and costs re-finding's MRR@10 no more than FEEDBACK_MAX_LOSS.
+# this much and costs re-finding's MRR@10 no more than FEEDBACK_MAX_LOSS, both on average over
+# FEEDBACK_SPLITS held-out splits of the history.
 FEEDBACK_MIN_GAIN = 0.005
 FEEDBACK_MAX_LOSS = 0.01
+FEEDBACK_SPLITS = 3
 # A held-out search ranks this many documents, so that its condensed list (the documents whose
 # relevance the history tells, see new_query_scores) still has ten to score.
 HELDOUT_DEPTH = 30
@@ -405,7 +407,8 @@ def tune(catalog: Catalog, make_search: Callable[[LearnWeights, frozenset[str]],
     The weights kept are the grid point with the best new-query nDCG@10 + re-finding MRR@10 among
     those that cost the new queries no more than TUNE_MAX_LOSS; none: learning stays at weight 0.
     Pseudo-relevance feedback is then tried with them, and kept when it lifts the new queries by
-    FEEDBACK_MIN_GAIN at a re-finding cost of FEEDBACK_MAX_LOSS at most."""
+    FEEDBACK_MIN_GAIN at a re-finding cost of FEEDBACK_MAX_LOSS at most, on average over
+    FEEDBACK_SPLITS splits (the first is the one the weights were chosen on)."""
     queries, opened = history(catalog)
     shown = shown_documents(catalog)
     keys = sorted(queries)
@@ -413,32 +416,48 @@ def tune(catalog: Catalog, make_search: Callable[[LearnWeights, frozenset[str]],
         return TuneReport(enough=False, message=(
             f"{len(keys)} searches with an opened result so far; at {MIN_TUNE_QUERIES} Sift measures what it "
             "learned and chooses how much it counts (until then it counts a little)."))
-    random.Random(seed).shuffle(keys)
-    held = max(1, round(len(keys) * TUNE_HELDOUT_FRACTION))
-    new_keys, learned_keys = keys[:held], keys[held:]
-    new = {k: queries[k] for k in new_keys}
-    again = {k: rewrite_query(queries[k], seed=seed, stopwords=stopwords) for k in learned_keys}
-    again = {k: t for k, t in again.items() if t.strip()}
-    exclude = frozenset(new_keys)
+
+    def split(n: int) -> tuple[dict[str, str], dict[str, str], frozenset[str]]:
+        """The n-th held-out split: (new queries, learned ones asked again, keys left unlearned)."""
+        order = list(keys)
+        random.Random(seed if n == 0 else f"{seed}:{n}").shuffle(order)
+        held = max(1, round(len(order) * TUNE_HELDOUT_FRACTION))
+        again = {k: rewrite_query(queries[k], seed=seed, stopwords=stopwords) for k in order[held:]}
+        return {k: queries[k] for k in order[:held]}, {k: t for k, t in again.items() if t.strip()}, frozenset(order[:held])
+
+    def measured(weights: LearnWeights, n: int) -> tuple[LearnWeights, dict[str, float], dict[str, float]]:
+        new, again, exclude = splits[n]
+        search = make_search(weights, exclude)
+        return weights, new_query_scores(search, new, opened, shown), refind_scores(search, again, opened)
+
+    splits = [split(n) for n in range(FEEDBACK_SPLITS)]
+    new, again, _ = splits[0]
     points = [LearnWeights(weight=0.0)] + [LearnWeights(weight=w, threshold=t, keyword_share=s)
                                            for w in WEIGHT_GRID for t in THRESHOLD_GRID for s in SHARE_GRID]
+    steps = len(points) + 2 * FEEDBACK_SPLITS - 1
     results = []
     for n, weights in enumerate(points):
-        search = make_search(weights, exclude)
-        results.append((weights, new_query_scores(search, new, opened, shown), refind_scores(search, again, opened)))
+        results.append(measured(weights, 0))
         if on_step is not None:
-            on_step(n + 1, len(points) + 1)
+            on_step(n + 1, steps)
     base_new, base_again = results[0][1], results[0][2]
     ok = [r for r in results[1:] if r[1]["ndcg@10"] >= base_new["ndcg@10"] - TUNE_MAX_LOSS]
     best = max(ok, key=lambda r: (r[1]["ndcg@10"] + r[2]["mrr@10"], -r[0].weight), default=results[0])
     chosen = best[0]
+    # Feedback's gain, on this split and on FEEDBACK_SPLITS − 1 more drawn from the same history:
+    # one split's dozen or two new searches decide it by chance as often as not.
     with_feedback = dataclasses.replace(chosen, feedback=True)
-    search = make_search(with_feedback, exclude)
-    fb = (with_feedback, new_query_scores(search, new, opened, shown), refind_scores(search, again, opened))
+    fb = measured(with_feedback, 0)
+    pairs = [(best, fb)]
     if on_step is not None:
-        on_step(len(points) + 1, len(points) + 1)
-    if (fb[1]["ndcg@10"] >= best[1]["ndcg@10"] + FEEDBACK_MIN_GAIN
-            and fb[2]["mrr@10"] >= best[2]["mrr@10"] - FEEDBACK_MAX_LOSS):
+        on_step(len(points) + 1, steps)
+    for n in range(1, FEEDBACK_SPLITS):
+        pairs.append((measured(chosen, n), measured(with_feedback, n)))
+        if on_step is not None:
+            on_step(len(points) + 1 + 2 * n, steps)
+    gain = float(np.mean([f[1]["ndcg@10"] - b[1]["ndcg@10"] for b, f in pairs]))
+    refind_loss = float(np.mean([b[2]["mrr@10"] - f[2]["mrr@10"] for b, f in pairs]))
+    if gain >= FEEDBACK_MIN_GAIN and refind_loss <= FEEDBACK_MAX_LOSS:
         best = fb
     weights = dataclasses.replace(best[0], chosen_on=len(new) + len(again))
     before = {**{f"new {k}": v for k, v in base_new.items()}, **{f"refind {k}": v for k, v in base_again.items()}}

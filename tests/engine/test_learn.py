@@ -259,6 +259,33 @@ def test_new_searches_are_judged_on_what_their_history_showed(make_engine, docs)
     assert learn.shown_documents(engine.catalog) == {"gas boiler": {h.path for h in hits[:3]}}
 
 
+def test_feedback_is_kept_only_when_it_helps_over_the_splits_on_average(make_engine, docs):
+    engine = _engine(make_engine, docs)
+    names = sorted(TOPICS)
+    for n in range(learn.MIN_TUNE_QUERIES + 3):
+        hits = engine.search(names[n % len(names)].removesuffix(".txt"))
+        engine.record_click(f"topicword{n} item", hits[0], rank=1, shown=hits)
+    _, opened = learn.history(engine.catalog)
+    shown = learn.shown_documents(engine.catalog)
+    first_split: list[frozenset] = []
+
+    def lucky_once(weights, exclude):  # feedback lifts the first split's new searches, sinks the others'
+        first_split[:] = first_split or [exclude]
+
+        def search(text):
+            key = learn.normalize_query(text)   # a rewritten query asked again: none of the history's keys
+            right, passed_over = sorted(opened.get(key, ())), sorted(shown.get(key, set()) - opened.get(key, set()))
+            if not weights.feedback or key not in exclude:
+                return passed_over[:1] + right + passed_over[1:]
+            return right + passed_over if exclude == first_split[0] else passed_over + right
+        return search
+
+    report = learn.tune(engine.catalog, lucky_once, stopwords=STOPWORDS)
+    fed = [t for t in report.tried if t["feedback"]]
+    assert fed and fed[0]["new ndcg@10"] > report.before["new ndcg@10"] + learn.FEEDBACK_MIN_GAIN
+    assert not report.weights.feedback
+
+
 def test_engine_tuning_measures_held_out_searches_and_keeps_the_weights(make_engine, docs):
     engine = _engine(make_engine, docs)
     names = sorted(TOPICS)
