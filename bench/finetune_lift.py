@@ -19,7 +19,7 @@ document's passage closest to the query (a document the search never showed). Ev
 through `Engine.record_click` with what was shown.
 
 Then `Engine.tune_learning` chooses the learning weights on held-out searches of the click
-history alone (its own split and rewrites, seed 7, see engine/learn.py); the test queries are
+history alone (its own splits and rewrites, seed 7, see engine/learn.py); the test queries are
 never seen. Two measures, both through the real search pipeline, before (learning off, which is
 exactly the unlearned ranking) and after (what Sift would adopt):
 
